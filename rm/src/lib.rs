@@ -1,0 +1,1 @@
+//! The seata-rs RM client and AT mode.

@@ -1,0 +1,1 @@
+//! Test harness: starts the real seata-tc binary.

@@ -1,0 +1,1 @@
+//! The seata-rs TM client.
