@@ -1,1 +1,24 @@
-//! The seata-rs transaction coordinator.
+//! The seata-rs transaction coordinator (TC).
+//!
+//! - [`server`]: accept loop and one handler task per connection; [`dispatch`]: request →
+//!   [`coordinator`] call; [`registry`]: which RM/TM connections exist (applicationId → ip →
+//!   port), implementing [`gateway::BranchGateway`] for phase two.
+//! - [`coordinator`]: begin/commit/rollback/branch operations over [`session`] state machines,
+//!   the sharded row [`lock`] manager and a [`store`].
+//! - [`jobs`]: retry commit/rollback, async commit, timeout check, undo-log-delete broadcast.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+pub mod config;
+pub mod coordinator;
+pub mod dispatch;
+pub mod error;
+pub mod gateway;
+pub mod jobs;
+pub mod lock;
+pub mod registry;
+pub mod server;
+pub mod session;
+pub mod store;

@@ -1,0 +1,244 @@
+//! `seata-tc` configuration: one TOML file (`--config FILE`), every key optional, command-line
+//! flags override the file. Defaults are Seata 1.2's (tc-semantics section 7) unless a comment
+//! says why not.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8091"
+//! store = "memory"
+//! [recovery]
+//! committing-retry-period-ms = 1000
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where sessions, branches and locks are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreMode {
+    /// In memory only: everything is lost when the process stops.
+    #[default]
+    Memory,
+    /// Embedded append-only log in `data-dir` (durable).
+    File,
+    /// Seata's `global_table`/`branch_table`/`lock_table` in MySQL, shareable by several TCs.
+    Db,
+}
+
+/// The whole configuration of one TC process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TcConfig {
+    /// Address to listen on. Default `0.0.0.0:8091` (Seata's port); `127.0.0.1:0` picks a free port.
+    pub listen: SocketAddr,
+    /// IP written into XIDs (`ip:port:id`). Default: the listen IP, or when that is unspecified
+    /// (`0.0.0.0`), the first non-loopback address of the host, else 127.0.0.1.
+    pub host: Option<IpAddr>,
+    /// Node number mixed into transaction and branch ids so several TCs never hand out the same
+    /// id. Default 1, range 0..=1023.
+    pub server_node: u16,
+    /// Session store. Default `memory`.
+    pub store: StoreMode,
+    /// Directory of the file store. Default `./seata-data`.
+    pub data_dir: PathBuf,
+    /// Largest frame accepted or sent, in bytes. Default 8 MiB (Seata's `MAX_FRAME_LENGTH`).
+    pub max_frame_len: usize,
+    /// Most client connections served at once; further ones wait in the accept queue.
+    /// Default 10000.
+    pub max_connections: usize,
+    /// How long a TC → RM request (branch commit/rollback) may take, in ms. Default 30000.
+    pub rpc_timeout_ms: u64,
+    /// A connection that sends nothing (not even a heartbeat) for this long is closed, in ms.
+    /// Default 15000 (3 × the clients' 5 s heartbeat).
+    pub read_idle_timeout_ms: u64,
+    /// On shutdown, how long in-flight requests and jobs may take to finish, in ms. Default 5000.
+    pub shutdown_grace_ms: u64,
+    /// Retry and timeout jobs.
+    pub recovery: RecoveryConfig,
+    /// Undo log housekeeping broadcast to AT resources.
+    pub undo: UndoConfig,
+}
+
+/// Periods of the background jobs and the retry limits (Seata's `server.recovery.*`,
+/// `server.max*RetryTimeout`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RecoveryConfig {
+    /// Period of the commit retry job, ms. Default 1000.
+    pub committing_retry_period_ms: u64,
+    /// Period of the async (AT) commit job, ms. Default 1000.
+    pub async_committing_retry_period_ms: u64,
+    /// Period of the rollback retry job, ms. Default 1000.
+    pub rollbacking_retry_period_ms: u64,
+    /// Period of the transaction timeout check, ms. Default 1000.
+    pub timeout_retry_period_ms: u64,
+    /// Stop retrying a commit this long after the transaction began, ms; -1 = never stop.
+    /// Default -1.
+    pub max_commit_retry_timeout_ms: i64,
+    /// Stop retrying a rollback this long after the transaction began, ms; -1 = never stop.
+    /// Default -1.
+    pub max_rollback_retry_timeout_ms: i64,
+    /// Release the locks of a transaction whose rollback retries gave up. Default false (the
+    /// data was not restored, so the rows stay protected until an operator acts).
+    pub rollback_retry_timeout_unlock_enable: bool,
+}
+
+/// Undo log housekeeping (`server.undo.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UndoConfig {
+    /// Undo logs older than this many days are deleted by the RMs. Default 7; values ≤ 0 mean 7.
+    pub log_save_days: i16,
+    /// Period of the broadcast, ms. Default 86400000 (a day).
+    pub log_delete_period_ms: u64,
+    /// Delay before the first broadcast, ms. Default 180000 (3 minutes).
+    pub log_delete_first_delay_ms: u64,
+}
+
+impl Default for TcConfig {
+    fn default() -> Self {
+        TcConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8091)),
+            host: None,
+            server_node: 1,
+            store: StoreMode::default(),
+            data_dir: PathBuf::from("./seata-data"),
+            max_frame_len: seata_protocol::DEFAULT_MAX_FRAME_LEN,
+            max_connections: 10_000,
+            rpc_timeout_ms: 30_000,
+            read_idle_timeout_ms: 15_000,
+            shutdown_grace_ms: 5_000,
+            recovery: RecoveryConfig::default(),
+            undo: UndoConfig::default(),
+        }
+    }
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            committing_retry_period_ms: 1000,
+            async_committing_retry_period_ms: 1000,
+            rollbacking_retry_period_ms: 1000,
+            timeout_retry_period_ms: 1000,
+            max_commit_retry_timeout_ms: -1,
+            max_rollback_retry_timeout_ms: -1,
+            rollback_retry_timeout_unlock_enable: false,
+        }
+    }
+}
+
+impl Default for UndoConfig {
+    fn default() -> Self {
+        UndoConfig {
+            log_save_days: 7,
+            log_delete_period_ms: 86_400_000,
+            log_delete_first_delay_ms: 180_000,
+        }
+    }
+}
+
+/// A configuration value outside its accepted range.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {field} = {value}: {accepted}")]
+pub struct ConfigError {
+    /// Key name, as written in the TOML file.
+    pub field: &'static str,
+    /// The rejected value.
+    pub value: String,
+    /// What would be accepted.
+    pub accepted: &'static str,
+}
+
+impl TcConfig {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks ranges; called once at start-up so a bad value stops the TC with its name.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(field: &'static str, value: impl ToString, accepted: &'static str) -> ConfigError {
+            ConfigError {
+                field,
+                value: value.to_string(),
+                accepted,
+            }
+        }
+        if self.server_node > 1023 {
+            return Err(bad("server-node", self.server_node, "0 to 1023"));
+        }
+        if self.max_frame_len < 1024 || self.max_frame_len > i32::MAX as usize {
+            return Err(bad(
+                "max-frame-len",
+                self.max_frame_len,
+                "1024 to 2147483647 bytes",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(bad("max-connections", 0, "at least 1"));
+        }
+        let periods = [
+            (
+                "recovery.committing-retry-period-ms",
+                self.recovery.committing_retry_period_ms,
+            ),
+            (
+                "recovery.async-committing-retry-period-ms",
+                self.recovery.async_committing_retry_period_ms,
+            ),
+            (
+                "recovery.rollbacking-retry-period-ms",
+                self.recovery.rollbacking_retry_period_ms,
+            ),
+            (
+                "recovery.timeout-retry-period-ms",
+                self.recovery.timeout_retry_period_ms,
+            ),
+            ("undo.log-delete-period-ms", self.undo.log_delete_period_ms),
+            ("rpc-timeout-ms", self.rpc_timeout_ms),
+            ("read-idle-timeout-ms", self.read_idle_timeout_ms),
+        ];
+        for (field, v) in periods {
+            if v == 0 {
+                return Err(bad(field, 0, "at least 1 ms"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Undo save days with Seata's rule: ≤ 0 means 7.
+    pub fn undo_save_days(&self) -> i16 {
+        if self.undo.log_save_days <= 0 {
+            seata_protocol::DEFAULT_UNDO_LOG_SAVE_DAYS
+        } else {
+            self.undo.log_save_days
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults_and_unknown_key_is_rejected() {
+        assert_eq!(TcConfig::from_toml("").unwrap(), TcConfig::default());
+        let c = TcConfig::from_toml(
+            "store = \"memory\"\n[recovery]\nmax-commit-retry-timeout-ms = 5000\n",
+        )
+        .unwrap();
+        assert_eq!(c.recovery.max_commit_retry_timeout_ms, 5000);
+        assert!(TcConfig::from_toml("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let mut c = TcConfig::default();
+        c.recovery.timeout_retry_period_ms = 0;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "recovery.timeout-retry-period-ms");
+    }
+}
