@@ -16,6 +16,7 @@ pub mod coordinator;
 pub mod dispatch;
 pub mod error;
 pub mod gateway;
+pub mod id;
 pub mod jobs;
 pub mod lock;
 pub mod registry;
