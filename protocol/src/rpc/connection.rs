@@ -1,0 +1,527 @@
+//! One RPC connection = two tasks over a split socket: a reader that resolves responses and
+//! dispatches requests, and a writer that owns request ids on the wire, batches and flushes.
+//! Splitting them means a peer that stops reading can never stop us from reading its answers.
+//!
+//! Inbound requests are handed to a [`RequestHandler`] in their own task, so slow phase-two
+//! work never blocks the connection; registrations are handled inline, in order, because what
+//! follows them depends on them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, trace, warn};
+
+use super::config::RpcConfig;
+use super::error::RpcError;
+use super::handle::{Command, RpcHandle, Shared};
+use super::pending::{next_request_id, Pending};
+use crate::codec::SeataCodec;
+use crate::frame::RpcFrame;
+use crate::message::{MergeResultMessage, MergedWarpMessage, Message};
+use crate::types::MessageType;
+
+/// Serves requests a peer sends on a connection.
+pub trait RequestHandler: Send + Sync + 'static {
+    /// Handles one request. Return the response to send, or `None` for one-way messages.
+    /// Sub-requests of a MergedWarpMessage arrive here one by one; each must be answered.
+    fn on_request(
+        self: Arc<Self>,
+        conn: RpcHandle,
+        msg: Message,
+    ) -> BoxFuture<'static, Option<Message>>;
+
+    /// Called once when the connection has closed.
+    fn on_closed(self: Arc<Self>, _conn: &RpcHandle) {}
+}
+
+/// A handler for connections that expect no requests: it logs and ignores them.
+#[derive(Debug, Default)]
+pub struct NoRequests;
+
+impl RequestHandler for NoRequests {
+    fn on_request(
+        self: Arc<Self>,
+        conn: RpcHandle,
+        msg: Message,
+    ) -> BoxFuture<'static, Option<Message>> {
+        warn!(peer = %conn.peer_addr(), message = msg.name(), "unexpected request ignored");
+        Box::pin(async { None })
+    }
+}
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Connects to `addr` (10 s connect timeout, as Seata) and starts the connection's tasks.
+pub async fn connect(
+    addr: &str,
+    config: RpcConfig,
+    handler: Arc<dyn RequestHandler>,
+) -> Result<RpcHandle, RpcError> {
+    let connect = TcpStream::connect(addr);
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| RpcError::Connect {
+            addr: addr.to_owned(),
+            reason: "timed out after 10 s".into(),
+        })?
+        .map_err(|e| RpcError::Connect {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        })?;
+    spawn_tcp(stream, config, handler, CancellationToken::new()).map_err(|e| RpcError::Connect {
+        addr: addr.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Starts the tasks of a connection over an accepted or connected TCP stream. Cancelling
+/// `token` (or a parent of it) closes the connection.
+pub fn spawn_tcp(
+    stream: TcpStream,
+    config: RpcConfig,
+    handler: Arc<dyn RequestHandler>,
+    token: CancellationToken,
+) -> std::io::Result<RpcHandle> {
+    // Requests are small and latency-bound: never wait for Nagle.
+    stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
+    let local = stream.local_addr()?;
+    let (rd, wr) = stream.into_split();
+    Ok(spawn(rd, wr, peer, local, config, handler, token))
+}
+
+/// Starts the reader and writer tasks over any byte stream halves.
+pub fn spawn<R, W>(
+    rd: R,
+    wr: W,
+    peer: SocketAddr,
+    local: SocketAddr,
+    config: RpcConfig,
+    handler: Arc<dyn RequestHandler>,
+    token: CancellationToken,
+) -> RpcHandle
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    let shared = Arc::new(Shared {
+        id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+        peer,
+        local,
+        pending: Pending::default(),
+        closed: AtomicBool::new(false),
+        token,
+        inflight: TaskTracker::new(),
+        request_timeout: config.request_timeout,
+    });
+    let handle = RpcHandle { tx, shared };
+    let codec = SeataCodec::new(config.max_frame_len);
+    let reader = FramedRead::new(rd, codec.clone());
+    let writer = FramedWrite::new(wr, codec);
+    tokio::spawn(read_loop(reader, handle.clone(), config.clone(), handler));
+    tokio::spawn(write_loop(writer, rx, handle.clone(), config));
+    handle
+}
+
+async fn read_loop<R>(
+    mut frames: FramedRead<R, SeataCodec>,
+    conn: RpcHandle,
+    config: RpcConfig,
+    handler: Arc<dyn RequestHandler>,
+) where
+    R: AsyncRead + Unpin,
+{
+    let token = conn.shared.token.clone();
+    let peer = conn.peer_addr();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = token.cancelled() => break,
+            next = read_next(&mut frames, &config) => next,
+        };
+        match next {
+            ReadOutcome::Frame(frame) => {
+                if let Err(reason) = on_frame(frame, &conn, &handler).await {
+                    warn!(%peer, reason, "closing connection");
+                    break;
+                }
+            }
+            ReadOutcome::Eof => {
+                debug!(%peer, "peer closed the connection");
+                break;
+            }
+            ReadOutcome::Idle => {
+                info!(%peer, "closing connection: nothing read within the idle timeout");
+                break;
+            }
+            ReadOutcome::Error(e) => {
+                // Protocol v1 cannot resynchronise after a bad frame: drop the connection.
+                warn!(%peer, error = %e, "closing connection after a bad frame");
+                break;
+            }
+        }
+    }
+    token.cancel();
+    handler.on_closed(&conn);
+}
+
+enum ReadOutcome {
+    Frame(RpcFrame),
+    Eof,
+    Idle,
+    Error(crate::codec::CodecError),
+}
+
+async fn read_next<R: AsyncRead + Unpin>(
+    frames: &mut FramedRead<R, SeataCodec>,
+    config: &RpcConfig,
+) -> ReadOutcome {
+    let next = match config.read_idle_timeout {
+        Some(idle) => match tokio::time::timeout(idle, frames.next()).await {
+            Ok(n) => n,
+            Err(_) => return ReadOutcome::Idle,
+        },
+        None => frames.next().await,
+    };
+    match next {
+        Some(Ok(frame)) => ReadOutcome::Frame(frame),
+        Some(Err(e)) => ReadOutcome::Error(e),
+        None => ReadOutcome::Eof,
+    }
+}
+
+/// Handles one inbound frame; an `Err` closes the connection.
+async fn on_frame(
+    frame: RpcFrame,
+    conn: &RpcHandle,
+    handler: &Arc<dyn RequestHandler>,
+) -> Result<(), &'static str> {
+    trace!(peer = %conn.peer_addr(), id = frame.request_id, kind = ?frame.message_type, "frame in");
+    match frame.message_type {
+        MessageType::HeartbeatRequest => {
+            let _ = conn.send_frame(RpcFrame::pong_to(&frame)).await;
+        }
+        MessageType::HeartbeatResponse => {}
+        MessageType::Response => {
+            let Some(body) = frame.body else {
+                return Ok(());
+            };
+            if !conn.shared.pending.complete(frame.request_id, body) {
+                debug!(
+                    id = frame.request_id,
+                    "response nobody waits for (late or unknown id)"
+                );
+            }
+        }
+        MessageType::Request | MessageType::RequestOneway => {
+            let Some(body) = frame.body else {
+                // Java ignores a request with an empty body; so do we.
+                debug!(id = frame.request_id, "request without body ignored");
+                return Ok(());
+            };
+            let header = RpcFrame {
+                body: None,
+                ..frame
+            };
+            match body {
+                Message::MergedWarpMessage(batch) => {
+                    spawn_merged(batch, header, conn.clone(), handler.clone())
+                }
+                msg @ (Message::RegisterTmRequest(_) | Message::RegisterRmRequest(_)) => {
+                    // Inline: later requests on this connection rely on the registration.
+                    let reply = handler.clone().on_request(conn.clone(), msg).await;
+                    if let Some(reply) = reply {
+                        let _ = conn.send_frame(RpcFrame::response_to(&header, reply)).await;
+                    }
+                }
+                msg => {
+                    let conn2 = conn.clone();
+                    let fut = handler.clone().on_request(conn.clone(), msg);
+                    conn.shared.inflight.spawn(async move {
+                        if let Some(reply) = fut.await {
+                            let _ = conn2
+                                .send_frame(RpcFrame::response_to(&header, reply))
+                                .await;
+                        }
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Answers a batch with one MergeResultMessage under the batch's id. Members are handled
+/// concurrently (they are independent requests that merely travelled together) and answered
+/// in their order.
+fn spawn_merged(
+    batch: MergedWarpMessage,
+    header: RpcFrame,
+    conn: RpcHandle,
+    handler: Arc<dyn RequestHandler>,
+) {
+    let futs: Vec<_> = batch
+        .msgs
+        .into_iter()
+        .map(|m| handler.clone().on_request(conn.clone(), m))
+        .collect();
+    let conn2 = conn.clone();
+    conn.shared.inflight.spawn(async move {
+        let results = futures::future::join_all(futs).await;
+        let mut msgs = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Some(m) => msgs.push(m),
+                None => {
+                    warn!(peer = %conn2.peer_addr(), "a merged request had no response; closing");
+                    conn2.close();
+                    return;
+                }
+            }
+        }
+        let reply = Message::MergeResultMessage(MergeResultMessage { msgs });
+        let _ = conn2
+            .send_frame(RpcFrame::response_to(&header, reply))
+            .await;
+    });
+}
+
+/// Messages Seata clients put into merged batches.
+fn mergeable(msg: &Message) -> bool {
+    matches!(
+        msg,
+        Message::GlobalBeginRequest(_)
+            | Message::GlobalCommitRequest(_)
+            | Message::GlobalRollbackRequest(_)
+            | Message::GlobalStatusRequest(_)
+            | Message::GlobalReportRequest(_)
+            | Message::BranchRegisterRequest(_)
+            | Message::BranchReportRequest(_)
+            | Message::GlobalLockQueryRequest(_)
+    )
+}
+
+/// Most commands taken from the queue before a flush.
+const MAX_DRAIN: usize = 256;
+
+async fn write_loop<W>(
+    mut sink: FramedWrite<W, SeataCodec>,
+    mut rx: mpsc::Receiver<Command>,
+    conn: RpcHandle,
+    config: RpcConfig,
+) where
+    W: AsyncWrite + Unpin,
+{
+    let token = conn.shared.token.clone();
+    let peer = conn.peer_addr();
+    let mut batch: Vec<(i32, Message)> = Vec::new();
+    let result: Result<(), crate::codec::CodecError> = async {
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                cmd = recv_or_idle(&mut rx, &config) => cmd,
+            };
+            let cmd = match first {
+                Recv::Cmd(cmd) => cmd,
+                Recv::Closed => break,
+                Recv::Idle => {
+                    sink.send(&RpcFrame::ping(next_request_id())).await?;
+                    continue;
+                }
+            };
+            write_cmd(cmd, &mut sink, &mut batch, &conn, &config).await?;
+            for _ in 0..MAX_DRAIN {
+                match rx.try_recv() {
+                    Ok(cmd) => write_cmd(cmd, &mut sink, &mut batch, &conn, &config).await?,
+                    Err(_) => break,
+                }
+            }
+            flush_batch(&mut sink, &mut batch, &conn).await?;
+            flush(&mut sink).await?;
+        }
+        // Closing: answers of requests being handled may still be written, within the grace.
+        conn.shared.inflight.close();
+        let grace = tokio::time::sleep(config.shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                _ = &mut grace => break,
+                _ = conn.shared.inflight.wait() => {
+                    while let Ok(cmd) = rx.try_recv() {
+                        if let Command::Frame(f) = cmd {
+                            sink.feed(&f).await?;
+                        } else {
+                            fail_unsent(cmd, &conn);
+                        }
+                    }
+                    break;
+                }
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Frame(f)) => sink.send(&f).await?,
+                    Some(other) => fail_unsent(other, &conn),
+                    None => break,
+                },
+            }
+        }
+        flush(&mut sink).await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        warn!(%peer, error = %e, "write failed; closing connection");
+    }
+    token.cancel();
+    conn.shared.closed.store(true, Ordering::Release);
+    // What is still queued was never written; what is pending was (outcome unknown).
+    rx.close();
+    while let Ok(cmd) = rx.try_recv() {
+        fail_unsent(cmd, &conn);
+    }
+    for (id, _) in batch.drain(..) {
+        conn.shared.pending.fail(
+            id,
+            RpcError::NotSent {
+                peer: peer.to_string(),
+            },
+        );
+    }
+    conn.shared.pending.fail_all(|| RpcError::ConnectionLost {
+        peer: peer.to_string(),
+    });
+    let _ = SinkExt::<&RpcFrame>::close(&mut sink).await;
+}
+
+async fn flush<W: AsyncWrite + Unpin>(
+    sink: &mut FramedWrite<W, SeataCodec>,
+) -> Result<(), crate::codec::CodecError> {
+    SinkExt::<&RpcFrame>::flush(sink).await
+}
+
+fn fail_unsent(cmd: Command, conn: &RpcHandle) {
+    if let Command::Request { id, .. } = cmd {
+        conn.shared.pending.fail(
+            id,
+            RpcError::NotSent {
+                peer: conn.peer_addr().to_string(),
+            },
+        );
+    }
+}
+
+enum Recv {
+    Cmd(Command),
+    Closed,
+    Idle,
+}
+
+async fn recv_or_idle(rx: &mut mpsc::Receiver<Command>, config: &RpcConfig) -> Recv {
+    let next = match config.heartbeat_interval {
+        Some(every) => match tokio::time::timeout(every, rx.recv()).await {
+            Ok(n) => n,
+            Err(_) => return Recv::Idle,
+        },
+        None => rx.recv().await,
+    };
+    next.map_or(Recv::Closed, Recv::Cmd)
+}
+
+async fn write_cmd<W: AsyncWrite + Unpin>(
+    cmd: Command,
+    sink: &mut FramedWrite<W, SeataCodec>,
+    batch: &mut Vec<(i32, Message)>,
+    conn: &RpcHandle,
+    config: &RpcConfig,
+) -> Result<(), crate::codec::CodecError> {
+    match cmd {
+        Command::Request { id, msg } if config.batch_requests && mergeable(&msg) => {
+            batch.push((id, msg));
+            if batch.len() >= config.max_batch {
+                flush_batch(sink, batch, conn).await?;
+            }
+        }
+        Command::Request { id, msg } => {
+            let frame = RpcFrame::request(id, msg);
+            feed_or_fail(sink, &frame, Some(id), conn).await?;
+        }
+        Command::OneWay { msg } => {
+            let frame = RpcFrame::request(next_request_id(), msg);
+            feed_or_fail(sink, &frame, None, conn).await?;
+        }
+        Command::Frame(frame) => feed_or_fail(sink, &frame, None, conn).await?,
+    }
+    Ok(())
+}
+
+/// Writes queued mergeable requests: one alone as a plain request (type 2, as Java sends
+/// with batching off), several as one MergedWarpMessage (type 0) under a fresh id.
+async fn flush_batch<W: AsyncWrite + Unpin>(
+    sink: &mut FramedWrite<W, SeataCodec>,
+    batch: &mut Vec<(i32, Message)>,
+    conn: &RpcHandle,
+) -> Result<(), crate::codec::CodecError> {
+    match batch.len() {
+        0 => Ok(()),
+        1 => {
+            let Some((id, msg)) = batch.pop() else {
+                return Ok(());
+            };
+            feed_or_fail(sink, &RpcFrame::request(id, msg), Some(id), conn).await
+        }
+        _ => {
+            let (ids, msgs): (Vec<i32>, Vec<Message>) = batch.drain(..).unzip();
+            let outer = next_request_id();
+            conn.shared.pending.insert_batch(outer, ids.clone());
+            let frame = RpcFrame::merged_request(outer, MergedWarpMessage { msgs }.into());
+            if let Err(e) = sink.feed(&frame).await {
+                conn.shared.pending.remove(outer);
+                return match e {
+                    crate::codec::CodecError::Protocol(p) => {
+                        for id in ids {
+                            conn.shared.pending.fail(
+                                id,
+                                RpcError::Encode(crate::codec::CodecError::Protocol(p.clone())),
+                            );
+                        }
+                        Ok(())
+                    }
+                    io => Err(io),
+                };
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Writes a frame; a frame that cannot be encoded fails only its own request, while an I/O
+/// error ends the connection.
+async fn feed_or_fail<W: AsyncWrite + Unpin>(
+    sink: &mut FramedWrite<W, SeataCodec>,
+    frame: &RpcFrame,
+    id: Option<i32>,
+    conn: &RpcHandle,
+) -> Result<(), crate::codec::CodecError> {
+    match sink.feed(frame).await {
+        Ok(()) => Ok(()),
+        Err(crate::codec::CodecError::Protocol(p)) => {
+            warn!(peer = %conn.peer_addr(), error = %p, "frame not sent: cannot be encoded");
+            if let Some(id) = id {
+                conn.shared
+                    .pending
+                    .fail(id, RpcError::Encode(crate::codec::CodecError::Protocol(p)));
+            }
+            Ok(())
+        }
+        Err(io) => Err(io),
+    }
+}
