@@ -1,1 +1,5 @@
-//! Integration tests, one module per area.
+//! Integration tests against the real `seata-tc` binary (and MariaDB), one module per area,
+//! in one test binary to save link time.
+
+mod tc;
+mod tm;

@@ -1,0 +1,1 @@
+//! TC behaviour over TCP.

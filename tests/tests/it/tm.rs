@@ -1,0 +1,1 @@
+//! TM client against the real TC.
