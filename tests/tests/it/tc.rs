@@ -1,1 +1,367 @@
-//! TC behaviour over TCP.
+//! The real `seata-tc` over TCP, driven with the protocol crate: registration, both phase-two
+//! paths, row locks, timeouts, RM loss and return, bad frames, merged requests, heartbeats.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use seata_it::clients::{begin, tm, Answer, Phase, TestRm};
+use seata_it::tc::TcProcess;
+use seata_protocol::rpc::TcClient;
+use seata_protocol::{
+    BranchType, GlobalBeginRequest, GlobalCommitRequest, GlobalCommitResponse,
+    GlobalLockQueryRequest, GlobalLockQueryResponse, GlobalRollbackRequest, GlobalRollbackResponse,
+    GlobalStatus, GlobalStatusRequest, GlobalStatusResponse, MergedWarpMessage, Message,
+    MessageType, RegisterTmRequest, RpcFrame, SeataCodec, TransactionExceptionCode, SEATA_VERSION,
+};
+use tokio_util::codec::Framed;
+
+const WAIT: Duration = Duration::from_secs(20);
+const DB: &str = "jdbc:mysql://127.0.0.1:3306/it";
+
+async fn status(tm: &TcClient, xid: &str) -> GlobalStatus {
+    let r: GlobalStatusResponse = tm
+        .request(GlobalStatusRequest {
+            xid: xid.into(),
+            extra_data: String::new(),
+        })
+        .await
+        .expect("status");
+    r.global_status
+}
+
+/// Polls the status until `done` (bounded; the TC's jobs run every second).
+async fn wait_status(
+    tm: &TcClient,
+    xid: &str,
+    done: impl Fn(GlobalStatus) -> bool,
+) -> GlobalStatus {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = status(tm, xid).await;
+        if done(s) {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{xid} stuck in {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn lockable(rm: &TestRm, lock_key: &str) -> bool {
+    let r: GlobalLockQueryResponse = rm
+        .client
+        .request(GlobalLockQueryRequest {
+            xid: String::new(),
+            branch_type: BranchType::At,
+            resource_id: DB.into(),
+            lock_key: lock_key.into(),
+            application_data: String::new(),
+        })
+        .await
+        .expect("lock query");
+    assert!(r.result.is_success());
+    r.lockable
+}
+
+async fn commit(tm: &TcClient, xid: &str) -> GlobalCommitResponse {
+    tm.request(GlobalCommitRequest {
+        xid: xid.into(),
+        extra_data: String::new(),
+    })
+    .await
+    .expect("commit answered")
+}
+
+async fn rollback(tm: &TcClient, xid: &str) -> GlobalRollbackResponse {
+    tm.request(GlobalRollbackRequest {
+        xid: xid.into(),
+        extra_data: String::new(),
+    })
+    .await
+    .expect("rollback answered")
+}
+
+#[tokio::test]
+async fn at_commit_is_async_and_every_branch_gets_phase_two() {
+    let tc = TcProcess::start();
+    let tm = tm(tc.addr()).await;
+    let rm = TestRm::connect(tc.addr(), "it-rm", &[DB]).await;
+    let xid = begin(&tm, 60_000).await;
+    assert!(xid.ends_with(|c: char| c.is_ascii_digit()), "xid {xid}");
+    let b1 = rm.register(&xid, DB, "account:1").await;
+    let b2 = rm.register(&xid, DB, "account:2").await;
+    assert!(b1.result.is_success() && b2.result.is_success());
+    assert_ne!(b1.branch_id, b2.branch_id);
+    assert!(!lockable(&rm, "account:1").await);
+
+    let r = commit(&tm, &xid).await;
+    assert!(r.result.is_success(), "{:?}", r.result);
+    assert_eq!(r.global_status, GlobalStatus::Committed);
+    let calls = rm.wait_for(WAIT, |c| c.len() == 2).await;
+    assert!(calls
+        .iter()
+        .all(|c| c.phase == Phase::Commit && c.xid == xid));
+    wait_status(&tm, &xid, |s| s == GlobalStatus::Finished).await;
+    assert!(lockable(&rm, "account:1;account:2").await);
+}
+
+#[tokio::test]
+async fn rollback_undoes_branches_in_reverse_order_then_frees_rows() {
+    let tc = TcProcess::start();
+    let tm = tm(tc.addr()).await;
+    let rm = TestRm::connect(tc.addr(), "it-rm", &[DB]).await;
+    let xid = begin(&tm, 60_000).await;
+    let ids: Vec<i64> =
+        futures::future::join_all(["t:1", "t:2", "t:3"].map(|k| rm.register(&xid, DB, k)))
+            .await
+            .into_iter()
+            .map(|r| r.branch_id)
+            .collect();
+    // Registration order is the order the TC assigned ids in.
+    let mut by_registration = ids.clone();
+    by_registration.sort();
+
+    let r = rollback(&tm, &xid).await;
+    assert!(r.result.is_success(), "{:?}", r.result);
+    assert_eq!(r.global_status, GlobalStatus::Rollbacked);
+    let calls = rm.calls();
+    let order: Vec<i64> = calls.iter().map(|c| c.branch_id).collect();
+    let mut expected = by_registration.clone();
+    expected.reverse();
+    assert_eq!(order, expected);
+    assert!(calls.iter().all(|c| c.phase == Phase::Rollback));
+    assert!(lockable(&rm, "t:1,2,3").await);
+    assert_eq!(status(&tm, &xid).await, GlobalStatus::Finished);
+}
+
+#[tokio::test]
+async fn conflicting_row_lock_is_refused_until_the_holder_finishes() {
+    let tc = TcProcess::start();
+    let tm = tm(tc.addr()).await;
+    let rm = TestRm::connect(tc.addr(), "it-rm", &[DB]).await;
+    let first = begin(&tm, 60_000).await;
+    let second = begin(&tm, 60_000).await;
+    assert!(rm
+        .register(&first, DB, "stock:7,8")
+        .await
+        .result
+        .is_success());
+
+    let refused = rm.register(&second, DB, "stock:9,8").await;
+    assert!(!refused.result.is_success());
+    assert_eq!(
+        refused.result.transaction_exception_code,
+        TransactionExceptionCode::LockKeyConflict
+    );
+    // All or nothing: row 9 was not taken by the refused register.
+    let probe = begin(&tm, 60_000).await;
+    assert!(rm.register(&probe, DB, "stock:9").await.result.is_success());
+    assert_eq!(
+        rollback(&tm, &probe).await.global_status,
+        GlobalStatus::Rollbacked
+    );
+
+    assert_eq!(
+        rollback(&tm, &first).await.global_status,
+        GlobalStatus::Rollbacked
+    );
+    let retried = rm.register(&second, DB, "stock:9,8").await;
+    assert!(retried.result.is_success(), "{:?}", retried.result);
+    assert_eq!(
+        commit(&tm, &second).await.global_status,
+        GlobalStatus::Committed
+    );
+}
+
+#[tokio::test]
+async fn expired_transaction_is_rolled_back_by_the_tc() {
+    let tc = TcProcess::start();
+    let tm = tm(tc.addr()).await;
+    let rm = TestRm::connect(tc.addr(), "it-rm", &[DB]).await;
+    let xid = begin(&tm, 200).await;
+    assert!(rm.register(&xid, DB, "order:1").await.result.is_success());
+    rm.wait_for(WAIT, |c| {
+        c.iter().any(|c| c.phase == Phase::Rollback && c.xid == xid)
+    })
+    .await;
+    wait_status(&tm, &xid, |s| s == GlobalStatus::Finished).await;
+    assert!(lockable(&rm, "order:1").await);
+    // The TM's late commit learns the transaction is over.
+    let late = commit(&tm, &xid).await;
+    assert_ne!(late.global_status, GlobalStatus::Committed);
+}
+
+#[tokio::test]
+async fn branch_of_a_vanished_rm_completes_when_an_rm_for_the_resource_returns() {
+    let tc = TcProcess::start();
+    let tm = tm(tc.addr()).await;
+    let rm = TestRm::connect(tc.addr(), "it-rm", &[DB]).await;
+    let xid = begin(&tm, 60_000).await;
+    assert!(rm.register(&xid, DB, "pay:1").await.result.is_success());
+    rm.client.shutdown();
+    drop(rm);
+
+    let r = rollback(&tm, &xid).await;
+    assert_ne!(
+        r.global_status,
+        GlobalStatus::Rollbacked,
+        "no RM could have undone it"
+    );
+    assert!(!r.global_status.is_final());
+
+    let back = TestRm::connect(tc.addr(), "it-rm", &[DB]).await;
+    back.wait_for(WAIT, |c| {
+        c.iter().any(|c| c.phase == Phase::Rollback && c.xid == xid)
+    })
+    .await;
+    wait_status(&tm, &xid, |s| s == GlobalStatus::Finished).await;
+    assert!(lockable(&back, "pay:1").await);
+}
+
+#[tokio::test]
+async fn retryable_rollback_failure_is_retried_until_it_succeeds() {
+    let tc = TcProcess::start();
+    let tm = tm(tc.addr()).await;
+    let rm = TestRm::connect(tc.addr(), "it-rm", &[DB]).await;
+    let xid = begin(&tm, 60_000).await;
+    assert!(rm.register(&xid, DB, "r:1").await.result.is_success());
+    rm.answer(Answer::Retryable);
+    let r = rollback(&tm, &xid).await;
+    assert_eq!(r.global_status, GlobalStatus::RollbackRetrying);
+    assert!(
+        !lockable(&rm, "r:1").await,
+        "rows stay locked until really undone"
+    );
+    rm.answer(Answer::Done);
+    wait_status(&tm, &xid, |s| s == GlobalStatus::Finished).await;
+    assert!(lockable(&rm, "r:1").await);
+}
+
+#[tokio::test]
+async fn malformed_frame_closes_only_that_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tc = TcProcess::start();
+    let tm = tm(tc.addr()).await;
+    let mut bad = tokio::net::TcpStream::connect(tc.addr()).await.unwrap();
+    // Right magic, absurd length: refused before any body is buffered.
+    bad.write_all(&[
+        0xda, 0xda, 1, 0x7f, 0xff, 0xff, 0xff, 0, 16, 2, 1, 0, 0, 0, 0, 1,
+    ])
+    .await
+    .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        bad.read(&mut buf).await.unwrap(),
+        0,
+        "bad connection closed"
+    );
+    let xid = begin(&tm, 60_000).await;
+    assert_eq!(status(&tm, &xid).await, GlobalStatus::Begin);
+}
+
+#[tokio::test]
+async fn unregistered_connection_may_only_register_or_ping() {
+    let tc = TcProcess::start();
+    let stream = tokio::net::TcpStream::connect(tc.addr()).await.unwrap();
+    let mut framed = Framed::new(stream, SeataCodec::default());
+    framed.send(RpcFrame::ping(5)).await.unwrap();
+    let pong = framed.next().await.unwrap().unwrap();
+    assert_eq!(pong.message_type, MessageType::HeartbeatResponse);
+    assert_eq!(pong.request_id, 5);
+    let begin = GlobalBeginRequest {
+        timeout: 1000,
+        transaction_name: "x".into(),
+    };
+    framed
+        .send(RpcFrame::request(6, begin.into()))
+        .await
+        .unwrap();
+    assert!(framed.next().await.is_none(), "closed without an answer");
+}
+
+#[tokio::test]
+async fn merged_requests_get_one_merged_result_in_order() {
+    let tc = TcProcess::start();
+    let stream = tokio::net::TcpStream::connect(tc.addr()).await.unwrap();
+    let mut framed = Framed::new(stream, SeataCodec::default());
+    let reg = RegisterTmRequest {
+        version: SEATA_VERSION.into(),
+        application_id: "raw".into(),
+        transaction_service_group: "g".into(),
+        extra_data: String::new(),
+    };
+    framed.send(RpcFrame::request(1, reg.into())).await.unwrap();
+    let r = framed.next().await.unwrap().unwrap();
+    assert!(matches!(r.body, Some(Message::RegisterTmResponse(ref x)) if x.identified));
+
+    let batch = MergedWarpMessage {
+        msgs: vec![
+            GlobalBeginRequest {
+                timeout: 60_000,
+                transaction_name: "a".into(),
+            }
+            .into(),
+            GlobalStatusRequest {
+                xid: "127.0.0.1:1:404".into(),
+                extra_data: String::new(),
+            }
+            .into(),
+            GlobalBeginRequest {
+                timeout: 60_000,
+                transaction_name: "b".into(),
+            }
+            .into(),
+        ],
+    };
+    framed
+        .send(RpcFrame::merged_request(2, batch.into()))
+        .await
+        .unwrap();
+    let reply = framed.next().await.unwrap().unwrap();
+    assert_eq!(reply.request_id, 2);
+    let Some(Message::MergeResultMessage(results)) = reply.body else {
+        panic!("expected MergeResultMessage, got {:?}", reply.body);
+    };
+    let names: Vec<&str> = results.msgs.iter().map(|m| m.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "GlobalBeginResponse",
+            "GlobalStatusResponse",
+            "GlobalBeginResponse"
+        ]
+    );
+    match &results.msgs[1] {
+        Message::GlobalStatusResponse(s) => assert_eq!(s.global_status, GlobalStatus::Finished),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tcc_branches_commit_synchronously_in_registration_order() {
+    let tc = TcProcess::start();
+    let tm = tm(tc.addr()).await;
+    let rm = TestRm::connect(tc.addr(), "it-rm", &["tcc-action"]).await;
+    let xid = begin(&tm, 60_000).await;
+    let a = rm
+        .register_typed(&xid, BranchType::Tcc, "tcc-action", "")
+        .await;
+    let b = rm
+        .register_typed(&xid, BranchType::Tcc, "tcc-action", "")
+        .await;
+    let r = commit(&tm, &xid).await;
+    assert_eq!(r.global_status, GlobalStatus::Committed);
+    let order: Vec<i64> = rm.calls().iter().map(|c| c.branch_id).collect();
+    assert_eq!(order, [a.branch_id, b.branch_id]);
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_tc_cleanly() {
+    let mut tc = TcProcess::start();
+    let tm = tm(tc.addr()).await;
+    let _ = begin(&tm, 60_000).await;
+    assert!(
+        tc.terminate(),
+        "seata-tc exits 0 on SIGTERM; log:\n{}",
+        tc.log()
+    );
+}
