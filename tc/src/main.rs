@@ -1,1 +1,134 @@
-fn main() {}
+//! `seata-tc`: parses flags and the config file, sets up logging, binds, and runs the TC until
+//! SIGINT/SIGTERM. The first line on stdout is `listening on IP:PORT`.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use seata_tc::config::{StoreMode, TcConfig};
+use seata_tc::store::SessionStore;
+use tracing_subscriber::EnvFilter;
+
+/// Seata-compatible transaction coordinator. Flags override the config file.
+#[derive(Debug, Parser)]
+#[command(name = "seata-tc", version, about)]
+struct Args {
+    /// TOML config file (every key optional; see the README for the keys and defaults).
+    #[arg(long, env = "SEATA_TC_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default 0.0.0.0:8091]; port 0 picks a free port.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// IP written into XIDs [default: the listen IP, or 127.0.0.1 when listening on all].
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// Node number (0..=1023) keeping ids unique across several TCs [default 1].
+    #[arg(long, env = "SERVER_NODE")]
+    server_node: Option<u16>,
+    /// Session store [default memory].
+    #[arg(long, value_enum)]
+    store: Option<Store>,
+    /// Data directory of the file store [default ./seata-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Store {
+    Memory,
+    File,
+    Db,
+}
+
+fn config_from(args: &Args) -> anyhow::Result<TcConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            TcConfig::from_toml(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?
+        }
+        None => TcConfig::default(),
+    };
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.host {
+        config.host = Some(v);
+    }
+    if let Some(v) = args.server_node {
+        config.server_node = v;
+    }
+    if let Some(v) = args.store {
+        config.store = match v {
+            Store::Memory => StoreMode::Memory,
+            Store::File => StoreMode::File,
+            Store::Db => StoreMode::Db,
+        };
+    }
+    if let Some(v) = &args.data_dir {
+        config.data_dir = v.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+async fn open_store(config: &TcConfig) -> anyhow::Result<Arc<dyn SessionStore>> {
+    match config.store {
+        StoreMode::Memory => Ok(Arc::new(seata_tc::store::MemoryStore)),
+        other => {
+            anyhow::bail!("store {other:?} is not available in this build yet; use --store memory")
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = config_from(&args)?;
+    let store = open_store(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {bound}")?;
+        out.flush()?;
+    }
+    tracing::info!(%bound, store = ?config.store, "seata-tc started");
+    seata_tc::server::run(listener, config, store, shutdown_signal()).await?;
+    Ok(())
+}

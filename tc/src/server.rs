@@ -1,1 +1,196 @@
-//! (in progress)
+//! The TC's network side: a listener that accepts connections (at most `max-connections` at
+//! once), one [`ConnectionHandler`] per connection, and the process lifecycle in [`run`]:
+//! recover, start jobs, serve until shutdown, then stop accepting, let in-flight requests
+//! finish, stop the jobs.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use seata_protocol::rpc::{self, RequestHandler, RpcConfig, RpcHandle};
+use seata_protocol::Message;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::TcConfig;
+use crate::coordinator::Coordinator;
+use crate::dispatch::{self, Outcome};
+use crate::error::TcError;
+use crate::registry::Registry;
+use crate::store::SessionStore;
+
+/// Serves one connection's requests.
+#[derive(Debug)]
+pub struct ConnectionHandler {
+    coord: Arc<Coordinator>,
+    registry: Arc<Registry>,
+}
+
+impl RequestHandler for ConnectionHandler {
+    fn on_request(
+        self: Arc<Self>,
+        conn: RpcHandle,
+        msg: Message,
+    ) -> BoxFuture<'static, Option<Message>> {
+        Box::pin(async move {
+            match msg {
+                Message::RegisterTmRequest(r) => {
+                    self.registry.register_tm(
+                        &conn,
+                        &r.application_id,
+                        &r.transaction_service_group,
+                        &r.version,
+                    );
+                    return Some(dispatch::register_tm_ok());
+                }
+                Message::RegisterRmRequest(r) => {
+                    self.registry.register_rm(
+                        &conn,
+                        &r.application_id,
+                        &r.transaction_service_group,
+                        &r.version,
+                        r.resource_id_list(),
+                    );
+                    for resource in r.resource_id_list() {
+                        self.coord.resource_available(resource);
+                    }
+                    return Some(dispatch::register_rm_ok());
+                }
+                _ => {}
+            }
+            let Some(reg) = self.registry.get(conn.id()) else {
+                warn!(peer = %conn.peer_addr(), message = msg.name(),
+                    "request before registration; closing (clients must send RegisterTM/RegisterRM first)");
+                conn.close();
+                return None;
+            };
+            match dispatch::dispatch(&self.coord, &reg.client, msg).await {
+                Outcome::Reply(m) => Some(m),
+                Outcome::NoReply => None,
+                Outcome::Close(why) => {
+                    warn!(peer = %conn.peer_addr(), why, "closing connection");
+                    conn.close();
+                    None
+                }
+            }
+        })
+    }
+
+    fn on_closed(self: Arc<Self>, conn: &RpcHandle) {
+        self.registry.remove(conn.id());
+    }
+}
+
+/// The IP written into XIDs: configured `host`, else the listen IP, else (listening on every
+/// interface) loopback, with a hint to set `host` for multi-host deployments.
+pub fn xid_ip(config: &TcConfig, bound: SocketAddr) -> IpAddr {
+    if let Some(ip) = config.host {
+        return ip;
+    }
+    if !bound.ip().is_unspecified() {
+        return bound.ip();
+    }
+    info!(
+        "listening on all interfaces; XIDs name 127.0.0.1 (set --host to the address clients use)"
+    );
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+/// Runs the TC on `listener` until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    config: TcConfig,
+    store: Arc<dyn SessionStore>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TcError> {
+    let bound = listener.local_addr().map_err(TcError::io)?;
+    let registry = Arc::new(Registry::new(Duration::from_millis(config.rpc_timeout_ms)));
+    let coord = Coordinator::new(
+        &config,
+        xid_ip(&config, bound),
+        bound.port(),
+        store,
+        registry.clone(),
+    )
+    .await?;
+
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    crate::jobs::spawn_all(coord.clone(), &config, &tracker, token.child_token());
+
+    let rpc_config = RpcConfig {
+        read_idle_timeout: Some(Duration::from_millis(config.read_idle_timeout_ms)),
+        max_frame_len: config.max_frame_len,
+        request_timeout: Duration::from_millis(config.rpc_timeout_ms),
+        shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+        ..RpcConfig::server()
+    };
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let conn_token = CancellationToken::new();
+    let handler = Arc::new(ConnectionHandler {
+        coord: coord.clone(),
+        registry,
+    });
+
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                match rpc::spawn_tcp(
+                    stream,
+                    rpc_config.clone(),
+                    handler.clone(),
+                    conn_token.child_token(),
+                ) {
+                    Ok(conn) => {
+                        tracker.spawn(async move {
+                            conn.closed().await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => warn!(%peer, error = %e, "could not set up connection"),
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                error!(error = %e, "accept failed; backing off {:?}", backoff);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+
+    info!("shutting down: no new connections; finishing in-flight requests");
+    drop(listener);
+    conn_token.cancel();
+    token.cancel();
+    tracker.close();
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        warn!(
+            "shutdown grace of {:?} elapsed with tasks still running",
+            grace
+        );
+    }
+    coord.shutdown().await;
+    info!("stopped");
+    Ok(())
+}

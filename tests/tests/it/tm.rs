@@ -1,1 +1,310 @@
-//! TM client against the real TC.
+//! The TM client (`seata-tm`) against the real `seata-tc`: begin/commit/rollback/status, the
+//! closure template, a commit after a timeout rollback, the XID carried over HTTP from a
+//! reqwest client to an axum server, and a TC killed and restarted under an in-flight commit.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::post;
+use axum::Router;
+use bytes::BytesMut;
+use seata_it::tc::TcProcess;
+use seata_protocol::{Message, SeataCodec};
+use seata_tm::propagation::{RequestBuilderXidExt, XidLayer};
+use seata_tm::{current_xid, GlobalStatus, Role, TmClient, TmConfig, TmError, TxError, TxState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Notify};
+use tokio_util::codec::Decoder;
+
+const T: Duration = Duration::from_secs(60);
+
+/// A TM config for `addr` with quick reconnects, so tests wait little after a TC restart.
+fn config(addr: &str) -> TmConfig {
+    TmConfig {
+        reconnect_min_ms: 20,
+        reconnect_max_ms: 200,
+        ..TmConfig::new("it-tm", vec![addr.to_owned()])
+    }
+}
+
+async fn connect(addr: &str) -> TmClient {
+    TmClient::connect(config(addr)).await.expect("TM connects")
+}
+
+/// After a commit the TC has committed it, is committing it asynchronously, or no longer holds it.
+fn committed(status: GlobalStatus) -> bool {
+    matches!(
+        status,
+        GlobalStatus::Committed | GlobalStatus::AsyncCommitting | GlobalStatus::Finished
+    )
+}
+
+fn rolled_back(status: GlobalStatus) -> bool {
+    matches!(
+        status,
+        GlobalStatus::Rollbacked | GlobalStatus::Rollbacking | GlobalStatus::Finished
+    )
+}
+
+#[tokio::test]
+async fn begin_status_commit_and_rollback() {
+    let tc = TcProcess::start();
+    let tm = connect(tc.addr()).await;
+
+    let mut tx = tm.begin("it-commit", T).await.unwrap();
+    assert!(tx.xid().contains(':'), "{}", tx.xid());
+    assert_eq!(tx.status().await.unwrap(), GlobalStatus::Begin);
+    let status = tx.commit().await.unwrap();
+    assert!(committed(status), "{status:?}");
+    assert_eq!(tx.state(), TxState::Committed);
+    let after = tx.status().await.unwrap();
+    assert!(committed(after), "{after:?}");
+
+    let mut tx = tm.begin("it-rollback", T).await.unwrap();
+    let status = tx.rollback().await.unwrap();
+    assert!(rolled_back(status), "{status:?}");
+    assert_eq!(tx.state(), TxState::RolledBack);
+    let after = tx.status().await.unwrap();
+    assert!(rolled_back(after), "{after:?}");
+}
+
+#[tokio::test]
+async fn template_commits_on_ok_and_rolls_back_on_err() {
+    let tc = TcProcess::start();
+    let tm = connect(tc.addr()).await;
+
+    let xid = tm
+        .run("it-template-ok", T, |ctx| async move {
+            assert!(ctx.is_launcher());
+            assert_eq!(current_xid().as_deref(), ctx.xid());
+            Ok::<_, Infallible>(ctx.xid().unwrap_or_default().to_owned())
+        })
+        .await
+        .unwrap();
+    let status = tm.status(&xid).await.unwrap();
+    assert!(committed(status), "{status:?}");
+
+    let seen = std::sync::Mutex::new(String::new());
+    let err = tm
+        .run("it-template-err", T, |ctx| {
+            *seen.lock().unwrap() = ctx.xid().unwrap_or_default().to_owned();
+            async { Err::<(), _>("out of stock") }
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TxError::Business("out of stock")), "{err:?}");
+    let xid = seen.into_inner().unwrap();
+    let status = tm.status(&xid).await.unwrap();
+    assert!(rolled_back(status), "{status:?}");
+}
+
+#[tokio::test]
+async fn commit_after_a_timeout_rollback_is_an_error() {
+    let tc = TcProcess::start();
+    let tm = connect(tc.addr()).await;
+    let mut tx = tm
+        .begin("it-timeout", Duration::from_millis(1))
+        .await
+        .unwrap();
+    // Wait (bounded) for the TC's timeout job to start the rollback.
+    let mut status = GlobalStatus::Begin;
+    for _ in 0..500 {
+        status = tx.status().await.unwrap();
+        if status != GlobalStatus::Begin {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_ne!(
+        status,
+        GlobalStatus::Begin,
+        "the TC never timed the transaction out"
+    );
+    let err = tx.commit().await.unwrap_err();
+    assert!(
+        err.is_rolled_back() || matches!(err, TmError::AlreadyFinished { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn xid_travels_from_reqwest_to_an_axum_handler() {
+    let tc = TcProcess::start();
+    let tm = connect(tc.addr()).await;
+
+    // The "stock" service: joins the caller's transaction through the header.
+    let stock_tm = tm.clone();
+    let app = Router::new()
+        .route(
+            "/stock",
+            post(move || {
+                let tm = stock_tm.clone();
+                async move {
+                    let xid = current_xid().unwrap_or_default();
+                    let role = tm
+                        .run("deduct-stock", T, |ctx| async move {
+                            Ok::<_, Infallible>(ctx.role())
+                        })
+                        .await
+                        .ok()
+                        .flatten();
+                    let status = tm.status(&xid).await.ok();
+                    format!("{xid} {role:?} {status:?}")
+                }
+            }),
+        )
+        .layer(XidLayer::new());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/stock", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+
+    let http = reqwest::Client::new();
+    let (xid, body) = tm
+        .run("place-order", T, |ctx| async move {
+            let body = http
+                .post(&url)
+                .with_current_xid()
+                .send()
+                .await?
+                .text()
+                .await?;
+            Ok::<_, reqwest::Error>((ctx.xid().unwrap_or_default().to_owned(), body))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        body,
+        format!("{xid} Some({:?}) Some(Begin)", Role::Participant)
+    );
+    let status = tm.status(&xid).await.unwrap();
+    assert!(committed(status), "{status:?}");
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tc_restart_under_an_in_flight_commit() {
+    let mut tc = TcProcess::start_with(&["--store", "file"]);
+    let proxy = Proxy::start(tc.addr().to_owned()).await;
+    let tm = connect(&proxy.addr).await;
+    let mut tx = tm.begin("it-restart", T).await.unwrap();
+
+    // Hold the TM's bytes so the commit is certainly in flight, then kill the TC under it.
+    proxy.hold.store(true, Ordering::SeqCst);
+    let commit = tokio::spawn(async move {
+        let result = tx.commit().await;
+        (tx, result)
+    });
+    proxy.commit_held.notified().await;
+    tc.kill();
+    let (mut tx, result) = commit.await.unwrap();
+    let err = result.unwrap_err();
+    assert!(err.is_undetermined(), "{err}");
+    assert_eq!(tx.state(), TxState::Unknown);
+
+    proxy.hold.store(false, Ordering::SeqCst);
+    tc.restart();
+    // Requests wait for the reconnect; retry the few that find no connection yet.
+    let mut status = None;
+    for _ in 0..20 {
+        match tx.status().await {
+            Ok(s) => {
+                status = Some(s);
+                break;
+            }
+            Err(e) if e.is_not_sent() => continue,
+            Err(e) => panic!("status after restart: {e}"),
+        }
+    }
+    // The held commit never reached the TC, and the file store kept the transaction.
+    assert_eq!(status, Some(GlobalStatus::Begin));
+    let status = tx.commit().await.unwrap();
+    assert!(committed(status), "{status:?}");
+}
+
+/// A TCP proxy in front of the TC whose TM→TC direction can be held: bytes read while
+/// `hold` is set are not forwarded, and `commit_held` fires once a held frame carries a
+/// GlobalCommitRequest. When the TC side closes, the TM side is closed too.
+struct Proxy {
+    addr: String,
+    hold: Arc<AtomicBool>,
+    commit_held: Arc<Notify>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let hold = Arc::new(AtomicBool::new(false));
+        let commit_held = Arc::new(Notify::new());
+        let (h, n) = (hold.clone(), commit_held.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue; // TC down: dropping `client` makes the TM retry later.
+                };
+                tokio::spawn(pump(client, server, h.clone(), n.clone()));
+            }
+        });
+        Proxy {
+            addr,
+            hold,
+            commit_held,
+        }
+    }
+}
+
+async fn pump(client: TcpStream, server: TcpStream, hold: Arc<AtomicBool>, held: Arc<Notify>) {
+    let (mut client_rd, mut client_wr) = client.into_split();
+    let (mut server_rd, mut server_wr) = server.into_split();
+    let up = async {
+        let mut codec = SeataCodec::default();
+        let mut parsed = BytesMut::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match client_rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let chunk = &buf[..n];
+            let holding = hold.load(Ordering::SeqCst);
+            // Parse every byte (frames may straddle reads) to spot the held commit.
+            parsed.extend_from_slice(chunk);
+            while let Ok(Some(frame)) = codec.decode(&mut parsed) {
+                if holding && frame.body.as_ref().is_some_and(carries_commit) {
+                    held.notify_one();
+                }
+            }
+            if !holding && server_wr.write_all(chunk).await.is_err() {
+                return;
+            }
+        }
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut server_rd, &mut client_wr).await;
+    };
+    // Either side ending ends both: the halves drop here and the TM sees its socket close.
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
+}
+
+fn carries_commit(msg: &Message) -> bool {
+    match msg {
+        Message::GlobalCommitRequest(_) => true,
+        Message::MergedWarpMessage(m) => m.msgs.iter().any(carries_commit),
+        _ => false,
+    }
+}

@@ -1,0 +1,386 @@
+//! Global commit and rollback: the TM-facing entry points, and the passes over a session's
+//! branches that the TM path and the retry jobs share (tc-semantics 2.5, 2.6).
+//!
+//! Only one pass runs per session at a time (`SessionState::driving`, claimed under the
+//! session mutex and released by [`DriveGuard`] even if the pass is cancelled).
+
+use std::sync::Arc;
+
+use seata_protocol::{
+    BranchStatus, GlobalCommitRequest, GlobalCommitResponse, GlobalRollbackRequest,
+    GlobalRollbackResponse, GlobalStatus, TxResult,
+};
+use tracing::{error, field, info, instrument, warn};
+
+use super::Coordinator;
+use crate::error::{StoreOp, TcError};
+use crate::id;
+use crate::session::state::{phase_of, transition, Event, Phase};
+use crate::session::{BranchSession, GlobalSession};
+
+/// Clears a session's `driving` flag when a phase-two pass ends or is dropped.
+pub(crate) struct DriveGuard<'a>(pub(crate) &'a GlobalSession);
+
+impl Drop for DriveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock().driving = false;
+    }
+}
+
+/// Which decision a TM asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Commit,
+    Rollback,
+}
+
+impl Coordinator {
+    /// Commits a global transaction. Unknown xid → Finished; a session no longer in Begin →
+    /// its current status, unchanged (idempotent for TM retries).
+    #[instrument(skip_all, fields(xid = %req.xid, branch_id = field::Empty))]
+    pub async fn commit(&self, req: GlobalCommitRequest) -> GlobalCommitResponse {
+        let (result, global_status) = self.answer(self.decide(&req.xid, Decision::Commit).await);
+        GlobalCommitResponse {
+            result,
+            global_status,
+        }
+    }
+
+    /// Rolls a global transaction back. Unknown xid → Finished; a session no longer in Begin
+    /// → its current status, unchanged.
+    #[instrument(skip_all, fields(xid = %req.xid, branch_id = field::Empty))]
+    pub async fn rollback(&self, req: GlobalRollbackRequest) -> GlobalRollbackResponse {
+        let (result, global_status) = self.answer(self.decide(&req.xid, Decision::Rollback).await);
+        GlobalRollbackResponse {
+            result,
+            global_status,
+        }
+    }
+
+    fn answer(&self, r: Result<GlobalStatus, TcError>) -> (TxResult, GlobalStatus) {
+        match r {
+            Ok(status) => (TxResult::success(), status),
+            Err(e) => {
+                warn!(error = %e, "global commit/rollback failed");
+                (e.to_result(), GlobalStatus::UnKnown)
+            }
+        }
+    }
+
+    async fn decide(&self, xid: &str, decision: Decision) -> Result<GlobalStatus, TcError> {
+        let session = match self.find_session(xid).await {
+            Ok(s) => s,
+            Err(TcError::GlobalNotExist { .. }) => return Ok(GlobalStatus::Finished),
+            Err(e) => return Err(e),
+        };
+        let asynchronous;
+        let to = {
+            let mut st = session.lock();
+            // Only a session still in Begin is closed. Seata 1.2 closes (and, on commit,
+            // unlocks) before this check, so a late commit of a session already rolling back
+            // released locks whose rows were not yet restored; we leave such a session alone.
+            if st.status != GlobalStatus::Begin {
+                return Ok(st.status);
+            }
+            asynchronous = decision == Decision::Commit && st.can_commit_async();
+            let event = match decision {
+                Decision::Commit => Event::Commit { asynchronous },
+                Decision::Rollback => Event::Rollback,
+            };
+            let to = transition(st.status, event).map_err(|m| TcError::IllegalTransition {
+                xid: xid.to_owned(),
+                from: m.from,
+                event: m.event,
+            })?;
+            st.status = to;
+            st.active = false;
+            // The async job drives AT commits; the TM's request drives the others now.
+            st.driving = !asynchronous;
+            to
+        };
+        let guard = (!asynchronous).then(|| DriveGuard(&session));
+        let tid = session.transaction_id;
+        if let Err(source) = self.store.update_global_status(tid, &session.xid, to).await {
+            // Not recorded, so not decided: reopen, and let the TM retry (or the timeout
+            // job roll it back).
+            let mut st = session.lock();
+            st.status = GlobalStatus::Begin;
+            st.active = true;
+            return Err(TcError::Store {
+                op: StoreOp::WriteGlobal,
+                xid: xid.to_owned(),
+                source,
+            });
+        }
+        info!(status = %to, "global transaction {decision:?} decided");
+        let now = id::now_ms();
+        match decision {
+            Decision::Commit => {
+                // Every branch committed locally in phase one and the outcome is commit, so
+                // the rows are final: release all of the session's locks now (Seata does the
+                // same), before any branch commit goes out.
+                self.unlock_session(&session).await;
+                if asynchronous {
+                    self.queues.async_committing.insert(tid);
+                    return Ok(GlobalStatus::Committed);
+                }
+                let status = self.drive_commit(&session, now).await;
+                drop(guard);
+                Ok(status)
+            }
+            Decision::Rollback => {
+                let status = self.drive_rollback(&session, now).await;
+                drop(guard);
+                Ok(status)
+            }
+        }
+    }
+
+    /// One commit pass in registration order; the caller holds the session's drive claim.
+    pub(crate) async fn drive_commit(
+        &self,
+        session: &Arc<GlobalSession>,
+        now: i64,
+    ) -> GlobalStatus {
+        let (branches, asynchronous) = {
+            let st = session.lock();
+            (
+                st.branches.clone(),
+                st.status == GlobalStatus::AsyncCommitting,
+            )
+        };
+        let mut pending = false;
+        for branch in &branches {
+            if branch.status() == BranchStatus::PhaseOneFailed {
+                // Its local transaction rolled back in phase one: nothing to commit.
+                if self.forget_branch(session, branch, false).await.is_err() {
+                    pending = true;
+                }
+                continue;
+            }
+            let outcome = self
+                .gateway
+                .branch_commit(branch.target(&session.xid))
+                .await;
+            match outcome {
+                Ok(BranchStatus::PhaseTwoCommitted) => {
+                    if self.forget_branch(session, branch, false).await.is_err() {
+                        pending = true;
+                    }
+                }
+                Ok(BranchStatus::PhaseTwoCommitFailedUnretryable) if asynchronous => {
+                    // An AT branch's data is already committed; its phase two only deletes the
+                    // undo log, which the age-based undo cleanup also removes. Retrying forever
+                    // (Seata keeps the branch) would gain nothing, so let it go.
+                    error!(
+                        branch_id = branch.branch_id,
+                        "AT branch commit failed unretryably; its undo log is left to the periodic cleanup"
+                    );
+                    if self.forget_branch(session, branch, false).await.is_err() {
+                        pending = true;
+                    }
+                }
+                Ok(BranchStatus::PhaseTwoCommitFailedUnretryable) => {
+                    error!(
+                        branch_id = branch.branch_id,
+                        "branch commit failed unretryably; global transaction ends CommitFailed, later branches stay unconfirmed"
+                    );
+                    return self.end(session, Event::PhaseTwoUnretryable, now).await;
+                }
+                other => {
+                    warn!(branch_id = branch.branch_id, outcome = ?other, "branch commit not done; will retry");
+                    if asynchronous {
+                        // AT branches are independent: commit the others now.
+                        pending = true;
+                        continue;
+                    }
+                    // TCC/XA: keep registration order, stop at this branch.
+                    return self.retry_later(session, now).await;
+                }
+            }
+        }
+        if pending {
+            return self.retry_later(session, now).await;
+        }
+        self.end(session, Event::PhaseTwoDone, now).await
+    }
+
+    /// One rollback pass in reverse registration order; the caller holds the drive claim.
+    pub(crate) async fn drive_rollback(
+        &self,
+        session: &Arc<GlobalSession>,
+        now: i64,
+    ) -> GlobalStatus {
+        let branches = session.lock().branches.clone();
+        for branch in branches.iter().rev() {
+            if branch.status() != BranchStatus::PhaseOneFailed {
+                let outcome = self
+                    .gateway
+                    .branch_rollback(branch.target(&session.xid))
+                    .await;
+                match outcome {
+                    Ok(BranchStatus::PhaseTwoRollbacked) => {}
+                    Ok(BranchStatus::PhaseTwoRollbackFailedUnretryable) => {
+                        return self.rollback_failed(session, branch, now).await;
+                    }
+                    other => {
+                        // Earlier branches may depend on this one's rows being restored
+                        // first, so stop here for this round.
+                        warn!(branch_id = branch.branch_id, outcome = ?other, "branch rollback not done; will retry");
+                        return self.retry_later(session, now).await;
+                    }
+                }
+            }
+            // Undone (or never committed): only now may its rows be written by others.
+            if self.forget_branch(session, branch, true).await.is_err() {
+                return self.retry_later(session, now).await;
+            }
+        }
+        self.end(session, Event::PhaseTwoDone, now).await
+    }
+
+    /// A branch could not be undone and never will be. Seata 1.2 ends the session and
+    /// releases every lock although the data was not restored; we keep the session visible in
+    /// RollbackFailed/TimeoutRollbackFailed and keep the locks of every branch not undone, so
+    /// no other transaction builds on unrestored rows until an operator resolves it.
+    async fn rollback_failed(
+        &self,
+        session: &Arc<GlobalSession>,
+        branch: &BranchSession,
+        now: i64,
+    ) -> GlobalStatus {
+        let (from, to) = match self.step(session, Event::PhaseTwoUnretryable) {
+            Ok(pair) => pair,
+            Err(status) => return status,
+        };
+        self.queues.remove_all(session.transaction_id);
+        if let Err(e) = self
+            .store
+            .update_global_status(session.transaction_id, &session.xid, to)
+            .await
+        {
+            // Keep retrying rather than lose the failure record.
+            warn!(error = %e, "could not record rollback failure; will retry");
+            session.lock().status = from;
+            return self.retry_later(session, now).await;
+        }
+        error!(
+            branch_id = branch.branch_id,
+            status = %to,
+            "branch rollback failed unretryably; session and its remaining row locks are kept for manual resolution"
+        );
+        to
+    }
+
+    /// A retryable failure: move to the retry status and queue the session with back-off.
+    async fn retry_later(&self, session: &Arc<GlobalSession>, now: i64) -> GlobalStatus {
+        let (from, to, phase) = {
+            let mut st = session.lock();
+            let from = st.status;
+            let Ok(to) = transition(from, Event::PhaseTwoRetryable) else {
+                error!(status = %from, "retry requested in a status without retries");
+                return from;
+            };
+            st.status = to;
+            let base = match (to, phase_of(to)) {
+                (GlobalStatus::AsyncCommitting, _) => self.settings.async_period_ms,
+                (_, Phase::Commit) => self.settings.commit_period_ms,
+                _ => self.settings.rollback_period_ms,
+            };
+            st.backoff.failed(now, base);
+            (from, to, phase_of(to))
+        };
+        let queue = match (to, phase) {
+            (GlobalStatus::AsyncCommitting, _) => &self.queues.async_committing,
+            (_, Phase::Commit) => &self.queues.retry_committing,
+            _ => &self.queues.retry_rollbacking,
+        };
+        queue.insert(session.transaction_id);
+        if from != to {
+            if let Err(e) = self
+                .store
+                .update_global_status(session.transaction_id, &session.xid, to)
+                .await
+            {
+                // The stored status is still `from`, which recovery queues the same way.
+                warn!(error = %e, status = %to, "could not record retry status");
+            }
+        }
+        to
+    }
+
+    /// Applies `event` under the session lock; `Err(current)` when it is illegal there.
+    fn step(
+        &self,
+        session: &GlobalSession,
+        event: Event,
+    ) -> Result<(GlobalStatus, GlobalStatus), GlobalStatus> {
+        let mut st = session.lock();
+        let from = st.status;
+        match transition(from, event) {
+            Ok(to) => {
+                st.status = to;
+                Ok((from, to))
+            }
+            Err(m) => {
+                error!(status = %from, event = ?m.event, "illegal transition skipped");
+                Err(from)
+            }
+        }
+    }
+
+    /// Ends a session with a final status and forgets it. If the store cannot record that,
+    /// the session stays queued and the next pass tries again: nothing is dropped.
+    async fn end(&self, session: &Arc<GlobalSession>, event: Event, now: i64) -> GlobalStatus {
+        let (from, to) = match self.step(session, event) {
+            Ok(pair) => pair,
+            Err(status) => return status,
+        };
+        if let Err(e) = self
+            .store
+            .remove_global(session.transaction_id, &session.xid)
+            .await
+        {
+            warn!(error = %e, "could not record the end of the global transaction; will retry");
+            session.lock().status = from;
+            return self.retry_later(session, now).await;
+        }
+        // Branches still listed here (a CommitFailed TCC session) hold no locks worth keeping:
+        // commit already released them.
+        self.unlock_session(session).await;
+        self.sessions.remove(&session.transaction_id);
+        self.queues.remove_all(session.transaction_id);
+        info!(status = %to, "global transaction finished");
+        to
+    }
+
+    /// Phase two of `branch` is done: forget it durably, then (rollback) release its locks.
+    async fn forget_branch(
+        &self,
+        session: &GlobalSession,
+        branch: &BranchSession,
+        unlock: bool,
+    ) -> Result<(), ()> {
+        if let Err(e) = self
+            .store
+            .remove_branch(session.transaction_id, &session.xid, branch.branch_id)
+            .await
+        {
+            warn!(error = %e, branch_id = branch.branch_id, "could not record branch end; will retry");
+            return Err(());
+        }
+        session.lock().remove_branch(branch.branch_id);
+        if unlock {
+            self.unlock_branch(session, branch).await;
+        }
+        Ok(())
+    }
+
+    /// Releases the row locks of every branch of the session.
+    pub(crate) async fn unlock_session(&self, session: &GlobalSession) {
+        let branches = session.lock().branches.clone();
+        for b in &branches {
+            self.unlock_branch(session, b).await;
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Work behind the periodic jobs (timeout check, rollback retry, commit retry, async commit)
+//! and start-up recovery of stored sessions. Each job tick takes `now` (ms) so tests drive
+//! time explicitly; `jobs/` only supplies the clock and the schedule.
+
+use std::sync::Arc;
+
+use dashmap::DashSet;
+use futures::StreamExt;
+use seata_protocol::GlobalStatus;
+use tracing::{error, info, warn};
+
+use super::phase_two::DriveGuard;
+use super::Coordinator;
+use crate::session::state::{is_timed_out, phase_of, retry_expired, Phase};
+use crate::session::{BranchSession, GlobalSession};
+use crate::store::StoredSession;
+
+/// Sessions driven at once by one job tick; each waits on RM round trips, so a tick over
+/// thousands of AT commits must not run them one by one.
+const TICK_CONCURRENCY: usize = 256;
+
+/// One of the three phase-two work queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryQueue {
+    /// AT-only commits (Seata's AsyncCommitting manager). Never gives up.
+    AsyncCommitting,
+    /// Commits that failed retryably.
+    RetryCommitting,
+    /// Rollbacks that failed retryably, and timed-out transactions.
+    RetryRollbacking,
+}
+
+/// What a tick decided for one session, under its lock.
+enum Plan {
+    Skip,
+    Drop,
+    Expired,
+    Drive,
+}
+
+impl Coordinator {
+    fn queue(&self, q: RetryQueue) -> &DashSet<i64> {
+        match q {
+            RetryQueue::AsyncCommitting => &self.queues.async_committing,
+            RetryQueue::RetryCommitting => &self.queues.retry_committing,
+            RetryQueue::RetryRollbacking => &self.queues.retry_rollbacking,
+        }
+    }
+
+    /// Timeout job: Begin sessions past their timeout become TimeoutRollbacking (no more
+    /// branches) and join the rollback retry queue, due at once. Locks stay until rollback.
+    /// Returns how many timed out.
+    pub async fn check_timeouts(&self, now: i64) -> usize {
+        let mut expired: Vec<Arc<GlobalSession>> = Vec::new();
+        for entry in self.sessions.iter() {
+            let s = entry.value();
+            if !is_timed_out(s.begin_time_ms, s.timeout_ms, now) {
+                continue;
+            }
+            let mut st = s.lock();
+            if st.status == GlobalStatus::Begin && st.active {
+                st.status = GlobalStatus::TimeoutRollbacking;
+                st.active = false;
+                expired.push(s.clone());
+            }
+        }
+        let mut n = 0;
+        for s in &expired {
+            let tid = s.transaction_id;
+            if let Err(e) = self
+                .store
+                .update_global_status(tid, &s.xid, GlobalStatus::TimeoutRollbacking)
+                .await
+            {
+                warn!(xid = %s.xid, error = %e, "could not record timeout; will check again");
+                let mut st = s.lock();
+                st.status = GlobalStatus::Begin;
+                st.active = true;
+                continue;
+            }
+            info!(xid = %s.xid, timeout_ms = s.timeout_ms, "global transaction timed out; rolling back");
+            self.queues.retry_rollbacking.insert(tid);
+            n += 1;
+        }
+        n
+    }
+
+    /// One tick of a retry job: every due session of `queue` gets one phase-two pass.
+    /// Returns how many passes ran.
+    pub async fn run_retry_queue(&self, queue: RetryQueue, now: i64) -> usize {
+        let ids: Vec<i64> = self.queue(queue).iter().map(|t| *t).collect();
+        let driven = std::sync::atomic::AtomicUsize::new(0);
+        futures::stream::iter(ids)
+            .for_each_concurrent(TICK_CONCURRENCY, |tid| {
+                let driven = &driven;
+                async move {
+                    if self.retry_one(queue, tid, now).await {
+                        driven.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+            .await;
+        driven.into_inner()
+    }
+
+    async fn retry_one(&self, queue: RetryQueue, tid: i64, now: i64) -> bool {
+        let Some(session) = self.sessions.get(&tid).map(|s| s.value().clone()) else {
+            self.queue(queue).remove(&tid);
+            return false;
+        };
+        let plan = {
+            let mut st = session.lock();
+            let wanted = match queue {
+                RetryQueue::AsyncCommitting => st.status == GlobalStatus::AsyncCommitting,
+                RetryQueue::RetryCommitting => {
+                    phase_of(st.status) == Phase::Commit
+                        && st.status != GlobalStatus::AsyncCommitting
+                }
+                RetryQueue::RetryRollbacking => phase_of(st.status) == Phase::Rollback,
+            };
+            let max = match queue {
+                RetryQueue::AsyncCommitting => -1,
+                RetryQueue::RetryCommitting => self.settings.max_commit_retry_timeout_ms,
+                RetryQueue::RetryRollbacking => self.settings.max_rollback_retry_timeout_ms,
+            };
+            if !wanted {
+                Plan::Drop
+            } else if st.driving || !st.backoff.is_due(now) {
+                Plan::Skip
+            } else if retry_expired(session.begin_time_ms, max, now) {
+                Plan::Expired
+            } else {
+                st.driving = true;
+                Plan::Drive
+            }
+        };
+        match plan {
+            Plan::Skip => false,
+            Plan::Drop => {
+                self.queue(queue).remove(&tid);
+                false
+            }
+            Plan::Expired => {
+                // Seata's behaviour: stop retrying but keep the session (and its stored
+                // record, so a restart queues it again).
+                self.queue(queue).remove(&tid);
+                let unlock = queue == RetryQueue::RetryRollbacking
+                    && self.settings.rollback_retry_timeout_unlock;
+                if unlock {
+                    self.unlock_session(&session).await;
+                }
+                error!(xid = %session.xid, status = %session.status(), unlocked = unlock,
+                    "phase-two retry timeout reached; giving up until restart or manual action");
+                false
+            }
+            Plan::Drive => {
+                let _guard = DriveGuard(&session);
+                match queue {
+                    RetryQueue::RetryRollbacking => {
+                        self.drive_rollback(&session, now).await;
+                    }
+                    _ => {
+                        self.drive_commit(&session, now).await;
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// Puts one recovered session back in memory: ids are raised past it, AT row locks of
+    /// sessions not yet committing are re-taken, and phase-two sessions are queued.
+    pub(super) async fn restore(&self, s: StoredSession) {
+        let status = s.global.status;
+        let tid = s.global.transaction_id;
+        self.ids.observe(tid);
+        for b in &s.branches {
+            self.ids.observe(b.branch_id);
+        }
+        let kept_failure = matches!(
+            status,
+            GlobalStatus::RollbackFailed | GlobalStatus::TimeoutRollbackFailed
+        );
+        let phase = phase_of(status);
+        if phase == Phase::Done && !kept_failure {
+            // Ended but its removal was not recorded: finish forgetting it.
+            if let Err(e) = self.store.remove_global(tid, &s.global.xid).await {
+                warn!(xid = %s.global.xid, error = %e, "could not remove finished session");
+            }
+            return;
+        }
+        let branches: Vec<Arc<BranchSession>> = s
+            .branches
+            .into_iter()
+            .map(|b| Arc::new(BranchSession::from_stored(b)))
+            .collect();
+        let session = Arc::new(GlobalSession::from_stored(s.global, branches));
+        // Commit already released the locks when it was decided; everything else still
+        // protects rows that phase one changed.
+        if phase != Phase::Commit {
+            let branches = session.lock().branches.clone();
+            for b in branches.iter().filter(|b| b.holds_locks()) {
+                let owner = b.lock_owner(tid);
+                if let Err(e) = self
+                    .locks
+                    .acquire(owner, &session.xid, &b.resource_id, &b.lock_key)
+                    .await
+                {
+                    error!(xid = %session.xid, branch_id = b.branch_id, error = %e,
+                        "could not re-take row locks of a recovered branch");
+                }
+            }
+        }
+        self.sessions.insert(tid, session);
+        match (status, phase) {
+            (GlobalStatus::AsyncCommitting, _) => {
+                self.queues.async_committing.insert(tid);
+            }
+            // Includes Committing, which Seata 1.2 never picks up again after a crash.
+            (_, Phase::Commit) => {
+                self.queues.retry_committing.insert(tid);
+            }
+            (_, Phase::Rollback) => {
+                self.queues.retry_rollbacking.insert(tid);
+            }
+            _ => {}
+        }
+    }
+}
