@@ -43,12 +43,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
 fn drain(bytes: &[u8]) {
     let mut codec = SeataCodec::new(64 * 1024);
     let mut buf = BytesMut::from(bytes);
-    loop {
-        match codec.decode(&mut buf) {
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => break,
-        }
-    }
+    while let Ok(Some(_)) = codec.decode(&mut buf) {}
     let _ = codec.decode_eof(&mut buf);
 }
 

@@ -1,1 +1,315 @@
-//! (in progress)
+//! [`RmClient`]: the RM's connections to the TC. It registers as RM with its resource ids (and
+//! again whenever a data source is added), carries AT mode's branch register / report / global
+//! lock query ([`TcLink`]), and answers what the TC pushes: phase-two commit and rollback,
+//! dispatched by branch type, and undo-log deletion. Each pushed request runs in its own task,
+//! so phase two of many branches proceeds concurrently without blocking the connection.
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use seata_protocol::rpc::{
+    Registration, RequestHandler, RpcConfig, RpcHandle, TcClient, TcClientConfig,
+};
+use seata_protocol::{
+    BranchCommitResponse, BranchRegisterRequest, BranchRegisterResponse, BranchReportRequest,
+    BranchReportResponse, BranchRollbackResponse, BranchStatus, BranchType, GlobalLockQueryRequest,
+    GlobalLockQueryResponse, Message, TransactionExceptionCode, TxResult,
+};
+use tracing::{info_span, warn, Instrument};
+
+use crate::at::{AtConfig, AtResourceManager, DataSourceProxy, TcLink};
+use crate::error::RmError;
+
+/// Settings of an [`RmClient`].
+#[derive(Debug, Clone)]
+pub struct RmClientConfig {
+    /// Seata `applicationId`.
+    pub application_id: String,
+    /// Seata `transactionServiceGroup`.
+    pub transaction_service_group: String,
+    /// TC addresses (`host:port`), all connected, requests spread over them.
+    pub tc_addresses: Vec<String>,
+    /// Per-connection settings (timeouts, heartbeats, batching).
+    pub rpc: RpcConfig,
+    /// How long [`RmClient::connect`] waits for a first TC. Default 10 s.
+    pub connect_timeout: Duration,
+}
+
+impl RmClientConfig {
+    /// Defaults for an application and its TC addresses.
+    pub fn new(application_id: impl Into<String>, tc_addresses: Vec<String>) -> Self {
+        RmClientConfig {
+            application_id: application_id.into(),
+            transaction_service_group: "default_tx_group".into(),
+            tc_addresses,
+            rpc: RpcConfig::client(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Dispatches TC-pushed requests to the resource managers by branch type.
+#[derive(Debug, Default)]
+struct Dispatcher {
+    at: OnceLock<Weak<AtResourceManager>>,
+}
+
+/// The RM side of a service.
+#[derive(Debug)]
+pub struct RmClient {
+    tc: TcClient,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl RmClient {
+    /// Connects to the TCs and registers as RM (with no resources yet).
+    pub async fn connect(config: RmClientConfig) -> Result<Arc<Self>, RmError> {
+        let dispatcher = Arc::new(Dispatcher::default());
+        let mut tc_config = TcClientConfig::new(
+            config.tc_addresses.clone(),
+            Registration::Rm {
+                application_id: config.application_id.clone(),
+                transaction_service_group: config.transaction_service_group.clone(),
+                resource_ids: Vec::new(),
+            },
+        );
+        tc_config.rpc = config.rpc.clone();
+        let tc = TcClient::connect(tc_config, dispatcher.clone(), config.connect_timeout).await?;
+        Ok(Arc::new(RmClient { tc, dispatcher }))
+    }
+
+    /// The AT resource manager of this client (created on first call; later calls return the
+    /// same one and ignore `config`). Keep the returned `Arc`: the client holds it weakly.
+    pub fn at(self: &Arc<Self>, config: AtConfig) -> Result<Arc<AtResourceManager>, RmError> {
+        if let Some(existing) = self.dispatcher.at.get().and_then(Weak::upgrade) {
+            return Ok(existing);
+        }
+        let link: Arc<dyn TcLink> = self.clone();
+        let at = AtResourceManager::new(link, config)?;
+        let _ = self.dispatcher.at.set(Arc::downgrade(&at));
+        Ok(self
+            .dispatcher
+            .at
+            .get()
+            .and_then(Weak::upgrade)
+            .unwrap_or(at))
+    }
+
+    /// Adds a MySQL database as an AT resource of `at` and announces it to the TC.
+    pub async fn at_data_source(
+        &self,
+        at: &AtResourceManager,
+        opts: impl Into<mysql_async::Opts>,
+    ) -> Result<DataSourceProxy, RmError> {
+        let ds = at.data_source(opts);
+        self.register_resource(ds.resource_id()).await?;
+        Ok(ds)
+    }
+
+    /// Announces a resource id to every TC connection (and to future ones).
+    pub async fn register_resource(&self, resource_id: &str) -> Result<(), RmError> {
+        self.tc.register_resource(resource_id).await?;
+        Ok(())
+    }
+
+    /// The underlying TC connections.
+    pub fn tc(&self) -> &TcClient {
+        &self.tc
+    }
+
+    /// Closes the TC connections.
+    pub fn shutdown(&self) {
+        self.tc.shutdown();
+    }
+}
+
+fn rejected(operation: &'static str, result: TxResult) -> RmError {
+    RmError::TcRejected {
+        operation,
+        code: result.transaction_exception_code,
+        message: result.msg,
+    }
+}
+
+impl TcLink for RmClient {
+    fn branch_register<'a>(
+        &'a self,
+        xid: &'a str,
+        resource_id: &'a str,
+        lock_keys: &'a str,
+        application_data: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<i64, RmError>> {
+        Box::pin(async move {
+            let r: BranchRegisterResponse = self
+                .tc
+                .request(BranchRegisterRequest {
+                    xid: xid.into(),
+                    branch_type: BranchType::At,
+                    resource_id: resource_id.into(),
+                    lock_key: lock_keys.into(),
+                    application_data: application_data.unwrap_or_default().into(),
+                })
+                .await?;
+            if r.result.is_success() {
+                return Ok(r.branch_id);
+            }
+            if r.result.transaction_exception_code == TransactionExceptionCode::LockKeyConflict {
+                return Err(RmError::LockConflict {
+                    xid: xid.into(),
+                    lock_keys: lock_keys.into(),
+                    message: r.result.msg,
+                });
+            }
+            Err(rejected("branch register", r.result))
+        })
+    }
+
+    fn branch_report<'a>(
+        &'a self,
+        xid: &'a str,
+        branch_id: i64,
+        status: BranchStatus,
+        application_data: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), RmError>> {
+        Box::pin(async move {
+            let r: BranchReportResponse = self
+                .tc
+                .request(BranchReportRequest {
+                    xid: xid.into(),
+                    branch_id,
+                    status,
+                    resource_id: String::new(),
+                    application_data: application_data.unwrap_or_default().into(),
+                    branch_type: BranchType::At,
+                })
+                .await?;
+            if r.result.is_success() {
+                Ok(())
+            } else {
+                Err(rejected("branch report", r.result))
+            }
+        })
+    }
+
+    fn lock_query<'a>(
+        &'a self,
+        xid: &'a str,
+        resource_id: &'a str,
+        lock_keys: &'a str,
+    ) -> BoxFuture<'a, Result<bool, RmError>> {
+        Box::pin(async move {
+            let r: GlobalLockQueryResponse = self
+                .tc
+                .request(GlobalLockQueryRequest {
+                    xid: xid.into(),
+                    branch_type: BranchType::At,
+                    resource_id: resource_id.into(),
+                    lock_key: lock_keys.into(),
+                    application_data: String::new(),
+                })
+                .await?;
+            if r.result.is_success() {
+                Ok(r.lockable)
+            } else {
+                Err(rejected("global lock query", r.result))
+            }
+        })
+    }
+}
+
+impl Dispatcher {
+    fn at(&self) -> Option<Arc<AtResourceManager>> {
+        self.at.get().and_then(Weak::upgrade)
+    }
+}
+
+/// A failed phase-two answer: the TC treats it as retryable and asks again later.
+fn not_handled(msg: String) -> TxResult {
+    TxResult::failed(TransactionExceptionCode::Unknown, msg)
+}
+
+impl RequestHandler for Dispatcher {
+    fn on_request(
+        self: Arc<Self>,
+        _conn: RpcHandle,
+        msg: Message,
+    ) -> BoxFuture<'static, Option<Message>> {
+        Box::pin(async move {
+            match msg {
+                Message::BranchCommitRequest(r) => {
+                    let span = info_span!("branch_commit", xid = %r.xid, branch_id = r.branch_id);
+                    let (result, status) = match (r.branch_type, self.at()) {
+                        (BranchType::At, Some(at)) => (
+                            TxResult::success(),
+                            at.branch_commit(&r.xid, r.branch_id, &r.resource_id)
+                                .instrument(span)
+                                .await,
+                        ),
+                        (t, _) => (
+                            not_handled(format!(
+                                "no {t} resource manager in this RM for {}",
+                                r.resource_id
+                            )),
+                            BranchStatus::PhaseTwoCommitFailedRetryable,
+                        ),
+                    };
+                    Some(
+                        BranchCommitResponse {
+                            result,
+                            xid: r.xid,
+                            branch_id: r.branch_id,
+                            branch_status: status,
+                        }
+                        .into(),
+                    )
+                }
+                Message::BranchRollbackRequest(r) => {
+                    let span = info_span!("branch_rollback", xid = %r.xid, branch_id = r.branch_id);
+                    let (result, status) = match (r.branch_type, self.at()) {
+                        (BranchType::At, Some(at)) => (
+                            TxResult::success(),
+                            at.branch_rollback(&r.xid, r.branch_id, &r.resource_id)
+                                .instrument(span)
+                                .await,
+                        ),
+                        (t, _) => (
+                            not_handled(format!(
+                                "no {t} resource manager in this RM for {}",
+                                r.resource_id
+                            )),
+                            BranchStatus::PhaseTwoRollbackFailedRetryable,
+                        ),
+                    };
+                    Some(
+                        BranchRollbackResponse {
+                            result,
+                            xid: r.xid,
+                            branch_id: r.branch_id,
+                            branch_status: status,
+                        }
+                        .into(),
+                    )
+                }
+                Message::UndoLogDeleteRequest(r) => {
+                    if let Some(at) = self.at() {
+                        if let Err(e) = at
+                            .delete_undo_logs_older_than(&r.resource_id, i32::from(r.save_days))
+                            .await
+                        {
+                            warn!(resource = %r.resource_id, error = %e, "undo log housekeeping failed");
+                        }
+                    }
+                    None
+                }
+                other => {
+                    warn!(
+                        message = other.name(),
+                        "request an RM does not serve; ignored"
+                    );
+                    None
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,228 @@
+//! [`AtResourceManager`]: the AT resources of one process and the phase-two entry points the
+//! RM client calls when the TC pushes a request (at-mode.md 7, 8, 9).
+//!
+//! Phase-two commit only has to delete undo logs, so it is queued to one background worker
+//! that deletes in batches (Seata's AsyncWorker); the worker stops when the manager is dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use mysql_async::{Opts, Pool};
+use seata_protocol::BranchStatus;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, instrument, warn};
+
+use super::proxy::DataSourceProxy;
+use super::undo_exec::undo;
+use super::{AtConfig, TcLink};
+use crate::error::RmError;
+
+/// Undo-log rows deleted per statement by the commit worker (Seata's batch size).
+const COMMIT_BATCH: usize = 1000;
+
+/// Default `saveDays` when the TC sends a value ≤ 0.
+const DEFAULT_SAVE_DAYS: u32 = 7;
+
+enum CommitJob {
+    Delete {
+        xid: String,
+        branch_id: i64,
+        resource_id: String,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+type Sources = Arc<DashMap<String, DataSourceProxy>>;
+
+/// The AT resource manager: data sources by resource id, the TC link, the commit worker.
+pub struct AtResourceManager {
+    tc: Arc<dyn TcLink>,
+    config: AtConfig,
+    sources: Sources,
+    commits: mpsc::Sender<CommitJob>,
+}
+
+impl std::fmt::Debug for AtResourceManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtResourceManager")
+            .field("resources", &self.resource_ids())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AtResourceManager {
+    /// Creates the manager and starts its commit worker; must run inside a tokio runtime.
+    pub fn new(tc: Arc<dyn TcLink>, config: AtConfig) -> Result<Arc<Self>, RmError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| RmError::NoRuntime)?;
+        let (tx, rx) = mpsc::channel(config.async_commit_buffer_limit.max(1));
+        let sources: Sources = Arc::default();
+        // Ends when the last sender (held by the manager) is dropped.
+        handle.spawn(commit_worker(rx, sources.clone()));
+        Ok(Arc::new(AtResourceManager {
+            tc,
+            config,
+            sources,
+            commits: tx,
+        }))
+    }
+
+    /// Registers a MySQL database as an AT resource, with a new pool for `opts`.
+    pub fn data_source(&self, opts: impl Into<Opts>) -> DataSourceProxy {
+        let opts = opts.into();
+        self.data_source_with_pool(Pool::new(opts.clone()), &opts)
+    }
+
+    /// Registers a MySQL database as an AT resource over an existing pool built from `opts`.
+    pub fn data_source_with_pool(&self, pool: Pool, opts: &Opts) -> DataSourceProxy {
+        let ds = DataSourceProxy::new(pool, opts, self.tc.clone(), self.config.clone());
+        self.sources
+            .insert(ds.resource_id().to_string(), ds.clone());
+        ds
+    }
+
+    /// The resource ids to announce to the TC (RegisterRM).
+    pub fn resource_ids(&self) -> Vec<String> {
+        self.sources.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// The data source registered under `resource_id`.
+    pub fn data_source_for(&self, resource_id: &str) -> Option<DataSourceProxy> {
+        self.sources.get(resource_id).map(|e| e.value().clone())
+    }
+
+    /// Phase-two commit: queues the undo log for deletion and answers `PhaseTwo_Committed`
+    /// at once. A full queue drops the entry (the row is left to age-based deletion).
+    #[instrument(skip_all, fields(xid = %xid, branch_id = branch_id))]
+    pub async fn branch_commit(
+        &self,
+        xid: &str,
+        branch_id: i64,
+        resource_id: &str,
+    ) -> BranchStatus {
+        let job = CommitJob::Delete {
+            xid: xid.to_string(),
+            branch_id,
+            resource_id: resource_id.to_string(),
+        };
+        if self.commits.try_send(job).is_err() {
+            warn!(
+                xid,
+                branch_id, "async commit queue full; undo log left for age-based deletion"
+            );
+        }
+        BranchStatus::PhaseTwoCommitted
+    }
+
+    /// Phase-two rollback: undoes the branch's phase-one changes. A dirty write answers
+    /// `PhaseTwo_RollbackFailed_Unretryable`; any other failure `..._Retryable`.
+    #[instrument(skip_all, fields(xid = %xid, branch_id = branch_id))]
+    pub async fn branch_rollback(
+        &self,
+        xid: &str,
+        branch_id: i64,
+        resource_id: &str,
+    ) -> BranchStatus {
+        let Some(ds) = self.data_source_for(resource_id) else {
+            error!(
+                resource_id,
+                "rollback for an unknown resource; the TC will retry"
+            );
+            return BranchStatus::PhaseTwoRollbackFailedRetryable;
+        };
+        match undo(&ds.inner, xid, branch_id).await {
+            Ok(outcome) => {
+                info!(xid, branch_id, ?outcome, "branch rolled back");
+                BranchStatus::PhaseTwoRollbacked
+            }
+            Err(e @ RmError::DirtyWrite { .. }) => {
+                error!(error = %e, "branch rollback refused: dirty write");
+                BranchStatus::PhaseTwoRollbackFailedUnretryable
+            }
+            Err(e) => {
+                warn!(error = %e, "branch rollback failed; the TC will retry");
+                BranchStatus::PhaseTwoRollbackFailedRetryable
+            }
+        }
+    }
+
+    /// Deletes undo logs created `save_days` or more days ago (TC-driven housekeeping);
+    /// `save_days` ≤ 0 means 7. Returns how many rows were deleted.
+    pub async fn delete_undo_logs_older_than(
+        &self,
+        resource_id: &str,
+        save_days: i32,
+    ) -> Result<u64, RmError> {
+        let ds = self
+            .data_source_for(resource_id)
+            .ok_or_else(|| RmError::UnknownResource(resource_id.to_string()))?;
+        let days = u32::try_from(save_days)
+            .ok()
+            .filter(|d| *d > 0)
+            .unwrap_or(DEFAULT_SAVE_DAYS);
+        let mut conn = ds.pool().get_conn().await?;
+        ds.inner.undo_table.delete_older_than(&mut conn, days).await
+    }
+
+    /// Waits until every phase-two commit queued so far has had its undo log deleted (or its
+    /// deletion failed and was logged).
+    pub async fn flush_async_commits(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commits.send(CommitJob::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn commit_worker(mut rx: mpsc::Receiver<CommitJob>, sources: Sources) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while let Ok(j) = rx.try_recv() {
+            jobs.push(j);
+        }
+        let mut flushes = Vec::new();
+        let mut by_resource: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        for job in jobs {
+            match job {
+                CommitJob::Delete {
+                    xid,
+                    branch_id,
+                    resource_id,
+                } => by_resource
+                    .entry(resource_id)
+                    .or_default()
+                    .push((xid, branch_id)),
+                CommitJob::Flush(done) => flushes.push(done),
+            }
+        }
+        for (resource_id, branches) in by_resource {
+            if let Err(e) = delete_committed(&sources, &resource_id, &branches).await {
+                warn!(error = %e, resource_id, "undo log deletion after commit failed; left for age-based deletion");
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn delete_committed(
+    sources: &Sources,
+    resource_id: &str,
+    branches: &[(String, i64)],
+) -> Result<(), RmError> {
+    let ds = sources
+        .get(resource_id)
+        .map(|e| e.value().clone())
+        .ok_or_else(|| RmError::UnknownResource(resource_id.to_string()))?;
+    let mut conn = ds.pool().get_conn().await?;
+    for chunk in branches.chunks(COMMIT_BATCH) {
+        let xids: Vec<String> = chunk.iter().map(|(x, _)| x.clone()).collect();
+        let ids: Vec<i64> = chunk.iter().map(|(_, b)| *b).collect();
+        ds.inner
+            .undo_table
+            .delete_batch(&mut conn, &ids, &xids)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! [`DataSourceProxy`]: one AT resource, a `mysql_async::Pool` plus what AT mode keeps per
+//! database (resource id, table metadata cache, undo-log table, TC link, settings).
+
+use std::sync::Arc;
+
+use mysql_async::{Opts, Pool};
+
+use super::connection::AtConnection;
+use super::meta::TableMetaCache;
+use super::undo::{UndoCodec, UndoLogTable};
+use super::{AtConfig, TcLink};
+use crate::error::RmError;
+
+/// The resource id Java Seata gives a MySQL data source: its JDBC URL without parameters,
+/// `jdbc:mysql://host:port/db` (at-mode.md 5.4). Both sides must spell it the same way to
+/// share TC row locks, so use the host string the Java services use.
+pub fn resource_id_of(opts: &Opts) -> String {
+    format!(
+        "jdbc:mysql://{}:{}/{}",
+        opts.ip_or_hostname(),
+        opts.tcp_port(),
+        opts.db_name().unwrap_or_default()
+    )
+}
+
+pub(crate) struct DataSource {
+    pub(crate) pool: Pool,
+    pub(crate) resource_id: String,
+    pub(crate) meta: TableMetaCache,
+    pub(crate) undo_table: UndoLogTable,
+    pub(crate) codec: UndoCodec,
+    pub(crate) tc: Arc<dyn TcLink>,
+    pub(crate) config: AtConfig,
+}
+
+/// An AT-mode data source. Cheap to clone; get one from
+/// [`AtResourceManager::data_source`](super::AtResourceManager::data_source).
+#[derive(Clone)]
+pub struct DataSourceProxy {
+    pub(crate) inner: Arc<DataSource>,
+}
+
+impl std::fmt::Debug for DataSourceProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataSourceProxy")
+            .field("resource_id", &self.inner.resource_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataSourceProxy {
+    pub(crate) fn new(pool: Pool, opts: &Opts, tc: Arc<dyn TcLink>, config: AtConfig) -> Self {
+        DataSourceProxy {
+            inner: Arc::new(DataSource {
+                pool,
+                resource_id: resource_id_of(opts),
+                meta: TableMetaCache::default(),
+                undo_table: UndoLogTable::new(&config.undo_log_table),
+                codec: UndoCodec {
+                    offset_secs: config.time_zone_offset_secs,
+                },
+                tc,
+                config,
+            }),
+        }
+    }
+
+    /// The resource id (`jdbc:mysql://host:port/db`) used with the TC.
+    pub fn resource_id(&self) -> &str {
+        &self.inner.resource_id
+    }
+
+    /// The underlying pool (connections from it bypass AT mode).
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// The table metadata cache (call `invalidate` after DDL).
+    pub fn table_meta(&self) -> &TableMetaCache {
+        &self.inner.meta
+    }
+
+    /// A proxied connection from the pool.
+    pub async fn get_conn(&self) -> Result<AtConnection, RmError> {
+        let conn = self.inner.pool.get_conn().await?;
+        Ok(AtConnection::new(conn, self.clone()))
+    }
+}

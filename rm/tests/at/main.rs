@@ -1,0 +1,8 @@
+//! AT mode against a real MariaDB/MySQL (`SEATA_TEST_MYSQL_URL`, default
+//! `mysql://root@127.0.0.1:3306`). Each test makes and drops its own database; the TC is a
+//! fake in-process `TcLink`.
+
+mod dml;
+mod harness;
+mod safety;
+mod types;
