@@ -27,6 +27,17 @@ pub enum StoreMode {
     Db,
 }
 
+/// How the file store makes records durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    /// fdatasync before acknowledging (group commit shares one sync among concurrent writes).
+    #[default]
+    Fsync,
+    /// Write to the OS without syncing: survives a crash of the TC process, not of the machine.
+    None,
+}
+
 /// The whole configuration of one TC process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
@@ -43,6 +54,15 @@ pub struct TcConfig {
     pub store: StoreMode,
     /// Directory of the file store. Default `./seata-data`.
     pub data_dir: PathBuf,
+    /// File store durability. Default `fsync`: a decision is acknowledged only after it is on
+    /// disk (fdatasync, shared by concurrent requests through group commit).
+    pub sync: SyncMode,
+    /// MySQL URL of the db store, e.g. `mysql://user:pass@127.0.0.1:3306/seata`.
+    /// Required with `store = "db"`.
+    pub db_url: Option<String>,
+    /// Create the db store's tables (`global_table`, `branch_table`, `lock_table`, and the
+    /// lease table) if they are missing. Default false.
+    pub init_db: bool,
     /// Largest frame accepted or sent, in bytes. Default 8 MiB (Seata's `MAX_FRAME_LENGTH`).
     pub max_frame_len: usize,
     /// Most client connections served at once; further ones wait in the accept queue.
@@ -105,6 +125,9 @@ impl Default for TcConfig {
             server_node: 1,
             store: StoreMode::default(),
             data_dir: PathBuf::from("./seata-data"),
+            sync: SyncMode::default(),
+            db_url: None,
+            init_db: false,
             max_frame_len: seata_protocol::DEFAULT_MAX_FRAME_LEN,
             max_connections: 10_000,
             rpc_timeout_ms: 30_000,
@@ -175,6 +198,13 @@ impl TcConfig {
                 "max-frame-len",
                 self.max_frame_len,
                 "1024 to 2147483647 bytes",
+            ));
+        }
+        if self.store == StoreMode::Db && self.db_url.as_deref().unwrap_or("").is_empty() {
+            return Err(bad(
+                "db-url",
+                "(unset)",
+                "a mysql:// URL when store = \"db\"",
             ));
         }
         if self.max_connections == 0 {

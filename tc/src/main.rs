@@ -4,12 +4,10 @@
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use seata_tc::config::{StoreMode, TcConfig};
-use seata_tc::store::SessionStore;
+use seata_tc::config::{StoreMode, SyncMode, TcConfig};
 use tracing_subscriber::EnvFilter;
 
 /// Seata-compatible transaction coordinator. Flags override the config file.
@@ -34,6 +32,21 @@ struct Args {
     /// Data directory of the file store [default ./seata-data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// File store durability [default fsync].
+    #[arg(long, value_enum)]
+    sync: Option<Sync>,
+    /// MySQL URL of the db store.
+    #[arg(long, env = "SEATA_TC_DB_URL")]
+    db_url: Option<String>,
+    /// Create the db store's tables if missing.
+    #[arg(long)]
+    init_db: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Sync {
+    Fsync,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -72,17 +85,20 @@ fn config_from(args: &Args) -> anyhow::Result<TcConfig> {
     if let Some(v) = &args.data_dir {
         config.data_dir = v.clone();
     }
+    if let Some(v) = args.sync {
+        config.sync = match v {
+            Sync::Fsync => SyncMode::Fsync,
+            Sync::None => SyncMode::None,
+        };
+    }
+    if let Some(v) = &args.db_url {
+        config.db_url = Some(v.clone());
+    }
+    if args.init_db {
+        config.init_db = true;
+    }
     config.validate()?;
     Ok(config)
-}
-
-async fn open_store(config: &TcConfig) -> anyhow::Result<Arc<dyn SessionStore>> {
-    match config.store {
-        StoreMode::Memory => Ok(Arc::new(seata_tc::store::MemoryStore)),
-        other => {
-            anyhow::bail!("store {other:?} is not available in this build yet; use --store memory")
-        }
-    }
 }
 
 async fn shutdown_signal() {
@@ -118,7 +134,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = config_from(&args)?;
-    let store = open_store(&config).await?;
+    let store = seata_tc::store::open_store(&config)
+        .await
+        .with_context(|| format!("cannot open the {:?} store", config.store))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -26,8 +26,10 @@ use thiserror::Error;
 use crate::lock::LockManager;
 
 mod memory;
+mod open;
 
 pub use memory::MemoryStore;
+pub use open::open_store;
 
 /// What a store call resolves to: an immediate value (no allocation) or a boxed future.
 pub type StoreFuture<'a, T> =
