@@ -7,6 +7,8 @@
 
 use std::future::Future;
 
+use tokio::task::futures::TaskLocalFuture;
+
 /// The HTTP header (and RPC attachment key) Seata uses to carry the XID between services.
 pub const XID_HEADER: &str = "TX_XID";
 
@@ -29,6 +31,26 @@ pub async fn with_xid<F: Future>(xid: impl Into<String>, fut: F) -> F::Output {
     XID.scope(xid.into(), fut).await
 }
 
+/// Runs `fut` with no XID bound, even inside a global transaction (Seata's "suspend", used by
+/// the `NotSupported` propagation). The outer XID is bound again when `fut` completes.
+pub async fn without_xid<F: Future>(fut: F) -> F::Output {
+    // An empty XID reads as "none" in `current_xid` and `in_global_transaction`.
+    XID.scope(String::new(), fut).await
+}
+
+/// [`with_xid`] as a nameable future type, for tower services whose `Future` must be spelled out.
+#[cfg_attr(not(feature = "tower"), allow(dead_code))]
+pub(crate) fn scope_xid<F: Future>(xid: String, fut: F) -> TaskLocalFuture<String, F> {
+    XID.scope(xid, fut)
+}
+
+/// Runs the synchronous `f` with `xid` bound (a tower service's `call` does work before its
+/// future is first polled).
+#[cfg_attr(not(feature = "tower"), allow(dead_code))]
+pub(crate) fn sync_scope_xid<R>(xid: String, f: impl FnOnce() -> R) -> R {
+    XID.sync_scope(xid, f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +65,15 @@ mod tests {
         .await;
         assert_eq!(seen.as_deref(), Some("1.2.3.4:8091:7"));
         assert!(!in_global_transaction());
+    }
+
+    #[tokio::test]
+    async fn without_xid_suspends_and_restores() {
+        with_xid("outer", async {
+            assert_eq!(without_xid(async { current_xid() }).await, None);
+            assert!(!without_xid(async { in_global_transaction() }).await);
+            assert_eq!(current_xid().as_deref(), Some("outer"));
+        })
+        .await;
     }
 }

@@ -195,7 +195,9 @@ async fn xid_travels_from_reqwest_to_an_axum_handler() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tc_restart_under_an_in_flight_commit() {
-    let mut tc = TcProcess::start_with(&["--store", "file"]);
+    // Memory store: the restarted TC has forgotten the transaction, which is the harder case
+    // for the TM (it must not call that "committed").
+    let mut tc = TcProcess::start();
     let proxy = Proxy::start(tc.addr().to_owned()).await;
     let tm = connect(&proxy.addr).await;
     let mut tx = tm.begin("it-restart", T).await.unwrap();
@@ -227,8 +229,15 @@ async fn tc_restart_under_an_in_flight_commit() {
             Err(e) => panic!("status after restart: {e}"),
         }
     }
-    // The held commit never reached the TC, and the file store kept the transaction.
-    assert_eq!(status, Some(GlobalStatus::Begin));
+    // The held commit never reached the TC, and the new TC does not know the transaction.
+    assert_eq!(status, Some(GlobalStatus::Finished));
+    // Committing again is allowed from Unknown, and is not reported as a success.
+    let err = tx.commit().await.unwrap_err();
+    assert!(matches!(err, TmError::AlreadyFinished { .. }), "{err}");
+    assert_eq!(tx.state(), TxState::CommitFailed);
+
+    // The reconnected client works as before.
+    let mut tx = tm.begin("it-after-restart", T).await.unwrap();
     let status = tx.commit().await.unwrap();
     assert!(committed(status), "{status:?}");
 }
