@@ -1,0 +1,1 @@
+//! AT mode end to end: real seata-tc, real MariaDB.

@@ -1,0 +1,1 @@
+//! File store: kill -9 and restart on the same data directory.

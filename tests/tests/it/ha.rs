@@ -1,0 +1,1 @@
+//! Several TCs on one MySQL store.
