@@ -224,9 +224,48 @@ impl Dispatcher {
     }
 }
 
-/// A failed phase-two answer: the TC treats it as retryable and asks again later.
-fn not_handled(msg: String) -> TxResult {
-    TxResult::failed(TransactionExceptionCode::Unknown, msg)
+impl Dispatcher {
+    /// Runs phase two on the resource manager of the branch's type. A branch type this RM does
+    /// not manage gets a Failed answer with a retryable status, which the TC retries later
+    /// (perhaps on another RM holding the resource).
+    async fn phase_two(
+        &self,
+        commit: bool,
+        xid: &str,
+        branch_id: i64,
+        branch_type: BranchType,
+        resource_id: &str,
+    ) -> (TxResult, BranchStatus) {
+        match (branch_type, self.at()) {
+            (BranchType::At, Some(at)) if commit => {
+                let span = info_span!("branch_commit", xid, branch_id);
+                let status = at
+                    .branch_commit(xid, branch_id, resource_id)
+                    .instrument(span)
+                    .await;
+                (TxResult::success(), status)
+            }
+            (BranchType::At, Some(at)) => {
+                let span = info_span!("branch_rollback", xid, branch_id);
+                let status = at
+                    .branch_rollback(xid, branch_id, resource_id)
+                    .instrument(span)
+                    .await;
+                (TxResult::success(), status)
+            }
+            (t, _) => (
+                TxResult::failed(
+                    TransactionExceptionCode::Unknown,
+                    format!("no {t} resource manager in this RM for {resource_id}"),
+                ),
+                if commit {
+                    BranchStatus::PhaseTwoCommitFailedRetryable
+                } else {
+                    BranchStatus::PhaseTwoRollbackFailedRetryable
+                },
+            ),
+        }
+    }
 }
 
 impl RequestHandler for Dispatcher {
@@ -238,55 +277,29 @@ impl RequestHandler for Dispatcher {
         Box::pin(async move {
             match msg {
                 Message::BranchCommitRequest(r) => {
-                    let span = info_span!("branch_commit", xid = %r.xid, branch_id = r.branch_id);
-                    let (result, status) = match (r.branch_type, self.at()) {
-                        (BranchType::At, Some(at)) => (
-                            TxResult::success(),
-                            at.branch_commit(&r.xid, r.branch_id, &r.resource_id)
-                                .instrument(span)
-                                .await,
-                        ),
-                        (t, _) => (
-                            not_handled(format!(
-                                "no {t} resource manager in this RM for {}",
-                                r.resource_id
-                            )),
-                            BranchStatus::PhaseTwoCommitFailedRetryable,
-                        ),
-                    };
+                    let (result, branch_status) = self
+                        .phase_two(true, &r.xid, r.branch_id, r.branch_type, &r.resource_id)
+                        .await;
                     Some(
                         BranchCommitResponse {
                             result,
                             xid: r.xid,
                             branch_id: r.branch_id,
-                            branch_status: status,
+                            branch_status,
                         }
                         .into(),
                     )
                 }
                 Message::BranchRollbackRequest(r) => {
-                    let span = info_span!("branch_rollback", xid = %r.xid, branch_id = r.branch_id);
-                    let (result, status) = match (r.branch_type, self.at()) {
-                        (BranchType::At, Some(at)) => (
-                            TxResult::success(),
-                            at.branch_rollback(&r.xid, r.branch_id, &r.resource_id)
-                                .instrument(span)
-                                .await,
-                        ),
-                        (t, _) => (
-                            not_handled(format!(
-                                "no {t} resource manager in this RM for {}",
-                                r.resource_id
-                            )),
-                            BranchStatus::PhaseTwoRollbackFailedRetryable,
-                        ),
-                    };
+                    let (result, branch_status) = self
+                        .phase_two(false, &r.xid, r.branch_id, r.branch_type, &r.resource_id)
+                        .await;
                     Some(
                         BranchRollbackResponse {
                             result,
                             xid: r.xid,
                             branch_id: r.branch_id,
-                            branch_status: status,
+                            branch_status,
                         }
                         .into(),
                     )

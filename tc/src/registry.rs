@@ -13,8 +13,8 @@ use dashmap::DashMap;
 use futures::future::BoxFuture;
 use seata_protocol::rpc::{RpcError, RpcHandle};
 use seata_protocol::{
-    BranchCommitRequest, BranchCommitResponse, BranchRollbackRequest, BranchRollbackResponse,
-    BranchStatus, BranchType, Message, UndoLogDeleteRequest,
+    BranchCommitRequest, BranchRollbackRequest, BranchStatus, BranchType, Message,
+    UndoLogDeleteRequest,
 };
 use tracing::{debug, info, warn};
 
@@ -231,14 +231,62 @@ impl Registry {
     }
 }
 
-fn phase_two_status(
-    result: &seata_protocol::TxResult,
-    status: BranchStatus,
-) -> Result<BranchStatus, GatewayError> {
-    if result.is_success() {
-        Ok(status)
-    } else {
-        Err(GatewayError::Failed(result.msg.clone()))
+/// Which half of phase two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Commit,
+    Rollback,
+}
+
+impl Registry {
+    /// Sends the branch's phase-two request and reads the status the RM reports. A `Failed`
+    /// answer or a response of the wrong type is a (retryable) gateway failure.
+    async fn phase_two(
+        &self,
+        target: BranchTarget,
+        phase: Phase,
+    ) -> Result<BranchStatus, GatewayError> {
+        let BranchTarget {
+            xid,
+            branch_id,
+            branch_type,
+            resource_id,
+            application_data,
+            ..
+        } = target.clone();
+        let msg: Message = match phase {
+            Phase::Commit => BranchCommitRequest {
+                xid,
+                branch_id,
+                branch_type,
+                resource_id,
+                application_data,
+            }
+            .into(),
+            Phase::Rollback => BranchRollbackRequest {
+                xid,
+                branch_id,
+                branch_type,
+                resource_id,
+                application_data,
+            }
+            .into(),
+        };
+        let (result, status) = match (phase, self.send_phase_two(&target, msg).await?) {
+            (Phase::Commit, Message::BranchCommitResponse(r)) => (r.result, r.branch_status),
+            (Phase::Rollback, Message::BranchRollbackResponse(r)) => (r.result, r.branch_status),
+            (_, other) => {
+                return Err(GatewayError::Failed(format!(
+                    "RM answered phase two ({phase:?}) with {}",
+                    other.name()
+                )))
+            }
+        };
+        if result.is_success() {
+            Ok(status)
+        } else {
+            Err(GatewayError::Failed(result.msg))
+        }
     }
 }
 
@@ -247,46 +295,14 @@ impl BranchGateway for Registry {
         &self,
         target: BranchTarget,
     ) -> BoxFuture<'_, Result<BranchStatus, GatewayError>> {
-        Box::pin(async move {
-            let req = BranchCommitRequest {
-                xid: target.xid.clone(),
-                branch_id: target.branch_id,
-                branch_type: target.branch_type,
-                resource_id: target.resource_id.clone(),
-                application_data: target.application_data.clone(),
-            };
-            let reply = self.send_phase_two(&target, req.into()).await?;
-            match BranchCommitResponse::try_from(reply) {
-                Ok(r) => phase_two_status(&r.result, r.branch_status),
-                Err(other) => Err(GatewayError::Failed(format!(
-                    "RM answered BranchCommitRequest with {}",
-                    other.name()
-                ))),
-            }
-        })
+        Box::pin(self.phase_two(target, Phase::Commit))
     }
 
     fn branch_rollback(
         &self,
         target: BranchTarget,
     ) -> BoxFuture<'_, Result<BranchStatus, GatewayError>> {
-        Box::pin(async move {
-            let req = BranchRollbackRequest {
-                xid: target.xid.clone(),
-                branch_id: target.branch_id,
-                branch_type: target.branch_type,
-                resource_id: target.resource_id.clone(),
-                application_data: target.application_data.clone(),
-            };
-            let reply = self.send_phase_two(&target, req.into()).await?;
-            match BranchRollbackResponse::try_from(reply) {
-                Ok(r) => phase_two_status(&r.result, r.branch_status),
-                Err(other) => Err(GatewayError::Failed(format!(
-                    "RM answered BranchRollbackRequest with {}",
-                    other.name()
-                ))),
-            }
-        })
+        Box::pin(self.phase_two(target, Phase::Rollback))
     }
 
     fn broadcast_undo_log_delete(&self, save_days: i16) {

@@ -223,10 +223,7 @@ impl TcClient {
         let msg = msg.into();
         let sent = msg.name();
         let reply = self.call(msg).await?;
-        T::try_from(reply).map_err(|other| RpcError::UnexpectedResponse {
-            sent,
-            got: other.name(),
-        })
+        super::error::expect_reply(sent, reply)
     }
 
     /// RM: starts managing `resource_id`: registers it on every live connection now and on

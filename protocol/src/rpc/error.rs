@@ -79,3 +79,17 @@ impl RpcError {
         )
     }
 }
+
+/// Converts a response to the message type the caller expects.
+pub(crate) fn expect_reply<T>(
+    sent: &'static str,
+    reply: crate::message::Message,
+) -> Result<T, RpcError>
+where
+    T: TryFrom<crate::message::Message, Error = crate::message::Message>,
+{
+    T::try_from(reply).map_err(|other| RpcError::UnexpectedResponse {
+        sent,
+        got: other.name(),
+    })
+}

@@ -107,10 +107,7 @@ impl RpcHandle {
         let msg = msg.into();
         let sent = msg.name();
         let reply = self.call(msg).await?;
-        T::try_from(reply).map_err(|other| RpcError::UnexpectedResponse {
-            sent,
-            got: other.name(),
-        })
+        super::error::expect_reply(sent, reply)
     }
 
     /// Sends a message that gets no response (Seata's one-way sends, e.g. UndoLogDelete).
