@@ -291,8 +291,14 @@ async fn supervise(inner: Arc<Inner>, index: usize, handler: Arc<dyn RequestHand
                 delay = inner.config.reconnect_min;
                 set_slot(&inner, index, Some(conn.clone()));
                 tokio::select! {
+                    // A deliberate shutdown also closes the connection: check it first so it
+                    // is not reported as a lost connection.
+                    biased;
                     _ = inner.token.cancelled() => { conn.close(); return; }
                     _ = conn.closed() => {}
+                }
+                if inner.token.is_cancelled() {
+                    return;
                 }
                 set_slot(&inner, index, None);
                 warn!(tc = %addr, "connection lost; reconnecting");
