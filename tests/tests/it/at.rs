@@ -1,1 +1,0 @@
-//! AT mode end to end: real seata-tc, real MariaDB.
