@@ -25,6 +25,9 @@ use seata_protocol::{
     GlobalCommitResponse, Message, TxResult,
 };
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Load generator for seata-tc.
 #[derive(Debug, Parser)]
 #[command(name = "seata-bench", version, about)]

@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! listen = "0.0.0.0:8091"
-//! store = "memory"
+//! store = "file"
 //! [recovery]
 //! committing-retry-period-ms = 1000
 //! ```
@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case")]
 pub enum StoreMode {
     /// In memory only: everything is lost when the process stops.
-    #[default]
     Memory,
-    /// Embedded append-only log in `data-dir` (durable).
+    /// Embedded append-only log in `data-dir` (durable). The default, as in Seata: a TC that
+    /// restarts keeps every acknowledged transaction without any external service.
+    #[default]
     File,
     /// Seata's `global_table`/`branch_table`/`lock_table` in MySQL, shareable by several TCs.
     Db,
@@ -50,7 +51,7 @@ pub struct TcConfig {
     /// Node number mixed into transaction and branch ids so several TCs never hand out the same
     /// id. Default 1, range 0..=1023.
     pub server_node: u16,
-    /// Session store. Default `memory`.
+    /// Session store. Default `file` (in `data-dir`).
     pub store: StoreMode,
     /// Directory of the file store. Default `./seata-data`.
     pub data_dir: PathBuf,
@@ -63,6 +64,11 @@ pub struct TcConfig {
     /// Create the db store's tables (`global_table`, `branch_table`, `lock_table`, and the
     /// lease table) if they are missing. Default false.
     pub init_db: bool,
+    /// Lease length of the db store, in ms: how long a TC's server node and the phase two of
+    /// the transactions it drives stay its own without renewal (renewed every third of it).
+    /// Another TC takes a dead TC's transactions over this long after its last renewal.
+    /// Default 10000.
+    pub db_lease_ms: u64,
     /// Largest frame accepted or sent, in bytes. Default 8 MiB (Seata's `MAX_FRAME_LENGTH`).
     pub max_frame_len: usize,
     /// Most client connections served at once; further ones wait in the accept queue.
@@ -128,6 +134,7 @@ impl Default for TcConfig {
             sync: SyncMode::default(),
             db_url: None,
             init_db: false,
+            db_lease_ms: 10_000,
             max_frame_len: seata_protocol::DEFAULT_MAX_FRAME_LEN,
             max_connections: 10_000,
             rpc_timeout_ms: 30_000,

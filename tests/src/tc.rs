@@ -31,7 +31,7 @@ pub struct TcProcess {
 }
 
 impl TcProcess {
-    /// Starts a TC with the memory store and default settings.
+    /// Starts a TC with default settings (the file store, in a temporary data directory).
     pub fn start() -> Self {
         TcProcess::start_with(&[])
     }

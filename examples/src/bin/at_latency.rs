@@ -93,6 +93,21 @@ async fn counters(conn: &mut Conn) -> anyhow::Result<BTreeMap<String, i64>> {
         .collect())
 }
 
+/// The same counters read through the AT proxy, as a pass-through SHOW: `raw()` would make the
+/// proxy forget the session's database and pay a `SELECT DATABASE()` in the measured statement.
+async fn proxied_counters(conn: &mut AtConnection) -> anyhow::Result<BTreeMap<String, i64>> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SHOW SESSION STATUS WHERE Variable_name LIKE 'Com\\_%' \
+             OR Variable_name = 'Questions'",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect())
+}
+
 /// Counter deltas of `after - before`, minus the counters' own `SHOW STATUS`.
 fn deltas(before: &BTreeMap<String, i64>, after: &BTreeMap<String, i64>) -> String {
     after
@@ -176,9 +191,9 @@ async fn main() -> anyhow::Result<()> {
 
     // Round trips on each path's MySQL session (the undo-log delete after the global commit
     // runs later, on another pooled connection, off the critical path).
-    let before = counters(proxied.raw()).await?;
+    let before = proxied_counters(&mut proxied).await?;
     global_tx(&tm, &mut proxied).await?;
-    let after = counters(proxied.raw()).await?;
+    let after = proxied_counters(&mut proxied).await?;
     println!("global_update mysql: {}", deltas(&before, &after));
     let before = counters(&mut local).await?;
     local_tx(&mut local).await?;

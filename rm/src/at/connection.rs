@@ -18,8 +18,9 @@ use seata_tm::context::current_xid;
 use tracing::{debug, warn};
 
 use super::lock_key::LockKeys;
-use super::proxy::DataSourceProxy;
+use super::proxy::{DataSource, DataSourceProxy};
 use super::recognize::{recognize, Recognized, TxControl};
+use super::session::{Session, TxStart};
 use super::undo::{BranchUndoLog, LogStatus, SqlUndoLog};
 use crate::error::RmError;
 
@@ -43,6 +44,7 @@ pub struct AtConnection {
     pub(crate) tx: Option<LocalTx>,
     pub(crate) affected: u64,
     pub(crate) insert_id: Option<u64>,
+    pub(crate) session: Session,
 }
 
 /// How the caller sent the statement (text protocol without parameters, or prepared).
@@ -54,12 +56,14 @@ pub(crate) enum Protocol {
 
 impl AtConnection {
     pub(crate) fn new(conn: Conn, ds: DataSourceProxy) -> Self {
+        let session = Session::new(&ds.inner, &conn);
         AtConnection {
             conn,
             ds,
             tx: None,
             affected: 0,
             insert_id: None,
+            session,
         }
     }
 
@@ -69,8 +73,25 @@ impl AtConnection {
     }
 
     /// The raw connection. Statements sent through it bypass AT mode.
+    ///
+    /// Between statements imaged outside a local transaction the proxy may leave the session's
+    /// autocommit off (it saves a `START TRANSACTION` per statement); it turns it back on
+    /// before the next statement sent through the proxy, not through `raw()`. Call
+    /// [`restore_session`](Self::restore_session) first if you change data through `raw()`.
     pub fn raw(&mut self) -> &mut Conn {
+        // What is sent through it cannot be tracked.
+        self.session.forget();
         &mut self.conn
+    }
+
+    /// Turns the session's autocommit back on if the proxy turned it off, so that statements
+    /// sent through [`raw`](Self::raw) commit as they would on a plain connection.
+    pub async fn restore_session(&mut self) -> Result<(), RmError> {
+        if self.tx.is_none() && self.session.must_restore_autocommit(&self.conn) {
+            self.conn.query_drop("SET autocommit = 1").await?;
+            self.session.autocommit_restored();
+        }
+        Ok(())
     }
 
     /// Whether a local transaction is open ([`begin`](Self::begin) was called).
@@ -178,10 +199,10 @@ impl AtConnection {
         protocol: Protocol,
     ) -> Result<Vec<T>, RmError> {
         let Some(xid) = current_xid() else {
-            return self.raw_run(sql, params, protocol).await;
+            return self.pass_through(sql, params, protocol).await;
         };
         match recognize(sql, &params)? {
-            Recognized::Plain => self.raw_run(sql, params, protocol).await,
+            Recognized::Plain => self.pass_through(sql, params, protocol).await,
             Recognized::Transaction(TxControl::Begin) => self.begin().await.map(|()| Vec::new()),
             Recognized::Transaction(TxControl::Commit) => self.commit().await.map(|()| Vec::new()),
             Recognized::Transaction(TxControl::Rollback) => {
@@ -201,7 +222,28 @@ impl AtConnection {
         }
     }
 
-    /// Sends the statement as the application would have, recording its OK packet.
+    /// A statement AT mode leaves alone. Outside a local transaction it must autocommit, as
+    /// on a plain connection, so autocommit is turned back on if the proxy turned it off.
+    async fn pass_through<T: FromRow + Send + 'static>(
+        &mut self,
+        sql: &str,
+        params: Params,
+        protocol: Protocol,
+    ) -> Result<Vec<T>, RmError> {
+        // SHOW reads no table data, so it opens no transaction even with autocommit off
+        // (diagnostics such as session counters then leave the session as it was).
+        let show = sql
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("show"));
+        if !show {
+            self.restore_session().await?;
+        }
+        self.raw_run(sql, params, protocol).await
+    }
+
+    /// Sends the statement as the application would have, recording its OK packet and what it
+    /// may have changed in the session.
     pub(crate) async fn raw_run<T: FromRow + Send + 'static>(
         &mut self,
         sql: &str,
@@ -209,12 +251,35 @@ impl AtConnection {
         protocol: Protocol,
     ) -> Result<Vec<T>, RmError> {
         let rows = match protocol {
-            Protocol::Text => self.conn.query(sql).await?,
-            Protocol::Binary => self.conn.exec(sql, params).await?,
+            Protocol::Text => self.conn.query(sql).await,
+            Protocol::Binary => self.conn.exec(sql, params).await,
         };
+        self.session.observe(sql, rows.is_ok());
+        let rows = rows?;
         self.affected = self.conn.affected_rows();
         self.insert_id = self.conn.last_insert_id();
         Ok(rows)
+    }
+
+    /// Opens the local transaction of a statement run without [`begin`](Self::begin). The
+    /// first time this turns autocommit off; later ones cost no round trip, as the next
+    /// statement opens the transaction implicitly.
+    pub(crate) async fn begin_own(&mut self) -> Result<(), RmError> {
+        if self.tx.is_some() {
+            return Err(RmError::TxState(
+                "a local transaction is already open; commit or roll it back first".into(),
+            ));
+        }
+        match self.session.tx_start(&self.conn) {
+            TxStart::Implicit => {}
+            TxStart::DisableAutocommit => {
+                self.conn.query_drop("SET autocommit = 0").await?;
+                self.session.autocommit_disabled();
+            }
+            TxStart::Explicit => self.conn.query_drop("START TRANSACTION").await?,
+        }
+        self.tx = Some(LocalTx::default());
+        Ok(())
     }
 
     /// Phase one's commit (at-mode.md 5.1). Consumes the local transaction state.
@@ -233,19 +298,29 @@ impl AtConnection {
                 return Ok(());
             }
         };
-        let inner = self.ds.inner.clone();
         let lock_keys = tx.keys.joined();
-        let branch_id = match self.register(&xid, &lock_keys).await {
+        let branch_id = match register(&self.ds.inner, &xid, &lock_keys).await {
             Ok(id) => id,
             Err(e) => {
                 self.rollback_quietly().await;
                 return Err(e);
             }
         };
+        self.flush_and_commit(xid, branch_id, tx.undo).await
+    }
+
+    /// Writes the registered branch's undo log and commits (at-mode.md 5.1 steps 3 to 5).
+    pub(crate) async fn flush_and_commit(
+        &mut self,
+        xid: String,
+        branch_id: i64,
+        undo: Vec<SqlUndoLog>,
+    ) -> Result<(), RmError> {
+        let inner = self.ds.inner.clone();
         let log = BranchUndoLog {
             xid: xid.clone(),
             branch_id,
-            sql_undo_logs: tx.undo,
+            sql_undo_logs: undo,
         };
         let bytes = inner.codec.encode(&log);
         let written = async {
@@ -259,9 +334,7 @@ impl AtConnection {
         .await;
         if let Err(e) = written {
             // E.g. the rollback's defense row is already there: this branch must not commit.
-            self.rollback_quietly().await;
-            self.report(&xid, branch_id, BranchStatus::PhaseOneFailed)
-                .await;
+            self.fail_registered(&xid, branch_id).await;
             return Err(RmError::PhaseOneFailed {
                 xid,
                 branch_id,
@@ -269,48 +342,16 @@ impl AtConnection {
             });
         }
         if inner.config.report_success {
-            self.report(&xid, branch_id, BranchStatus::PhaseOneDone)
-                .await;
+            report(&inner, &xid, branch_id, BranchStatus::PhaseOneDone).await;
         }
         Ok(())
     }
 
-    /// Branch register, retried on lock conflicts only under the keep-local-locks policy.
-    async fn register(&self, xid: &str, lock_keys: &str) -> Result<i64, RmError> {
-        let inner = &self.ds.inner;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match inner
-                .tc
-                .branch_register(xid, &inner.resource_id, lock_keys, None)
-                .await
-            {
-                Ok(id) => return Ok(id),
-                Err(e) if e.is_lock_conflict() && !inner.config.rollback_on_conflict => {
-                    if attempts > inner.config.lock_retry_times {
-                        return Err(RmError::LockWaitTimeout {
-                            lock_keys: lock_keys.to_string(),
-                            attempts,
-                        });
-                    }
-                    tokio::time::sleep(inner.config.lock_retry_interval).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Branch report with Seata's retry count; failures are only logged because the local
-    /// outcome is already decided.
-    async fn report(&self, xid: &str, branch_id: i64, status: BranchStatus) {
-        let inner = &self.ds.inner;
-        for attempt in 1..=inner.config.report_retry_count.max(1) {
-            match inner.tc.branch_report(xid, branch_id, status, None).await {
-                Ok(()) => return,
-                Err(e) => warn!(error = %e, attempt, xid, branch_id, "branch report failed"),
-            }
-        }
+    /// The local transaction of a registered branch cannot commit: roll it back and tell the
+    /// TC (`PhaseOne_Failed`), so phase two skips the branch.
+    pub(crate) async fn fail_registered(&mut self, xid: &str, branch_id: i64) {
+        self.rollback_quietly().await;
+        report(&self.ds.inner, xid, branch_id, BranchStatus::PhaseOneFailed).await;
     }
 
     pub(crate) async fn rollback_quietly(&mut self) {
@@ -321,12 +362,63 @@ impl AtConnection {
     }
 }
 
+/// Branch register, retried on lock conflicts only under the keep-local-locks policy.
+pub(crate) async fn register(
+    inner: &DataSource,
+    xid: &str,
+    lock_keys: &str,
+) -> Result<i64, RmError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match inner
+            .tc
+            .branch_register(xid, &inner.resource_id, lock_keys, None)
+            .await
+        {
+            Ok(id) => return Ok(id),
+            Err(e) if e.is_lock_conflict() && !inner.config.rollback_on_conflict => {
+                if attempts > inner.config.lock_retry_times {
+                    return Err(RmError::LockWaitTimeout {
+                        lock_keys: lock_keys.to_string(),
+                        attempts,
+                    });
+                }
+                tokio::time::sleep(inner.config.lock_retry_interval).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Branch report with Seata's retry count; failures are only logged because the local
+/// outcome is already decided.
+async fn report(inner: &DataSource, xid: &str, branch_id: i64, status: BranchStatus) {
+    for attempt in 1..=inner.config.report_retry_count.max(1) {
+        match inner.tc.branch_report(xid, branch_id, status, None).await {
+            Ok(()) => return,
+            Err(e) => warn!(error = %e, attempt, xid, branch_id, "branch report failed"),
+        }
+    }
+}
+
 impl Drop for AtConnection {
     fn drop(&mut self) {
         if self.tx.is_some() {
             debug!("AtConnection dropped inside a local transaction; resetting it in the pool");
             // The pool then resets the session (COM_RESET_CONNECTION), which rolls back.
             self.conn.reset_connection(true);
+        }
+        if self.session.autocommit_off() {
+            // The reset also turns autocommit back on for the pool's next user.
+            self.conn.reset_connection(true);
+        }
+        // The reset keeps the current database: remember sessions that left the default one.
+        let moved = &self.ds.inner.moved_sessions;
+        if self.session.in_default_db(&self.ds.inner) {
+            moved.remove(&self.conn.id());
+        } else {
+            moved.insert(self.conn.id());
         }
     }
 }

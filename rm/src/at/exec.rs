@@ -14,7 +14,7 @@ use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Params, Value};
 use tracing::debug;
 
-use super::connection::{AtConnection, Protocol};
+use super::connection::{register, AtConnection, Protocol};
 use super::image::{select_by_keys, select_for_update, TableRecords};
 use super::lock_key;
 use super::meta::TableMeta;
@@ -53,6 +53,14 @@ impl AtConnection {
         protocol: Protocol,
         rec: &Recognized,
     ) -> Result<Vec<T>, RmError> {
+        self.bind_xid(xid)?;
+        let prepared = self.prepare(sql, rec).await?;
+        self.execute_prepared(sql, params, protocol, prepared).await
+    }
+
+    /// Joins the open local transaction to `xid` (at-mode.md 3.1: one XID per local
+    /// transaction).
+    fn bind_xid(&mut self, xid: &str) -> Result<(), RmError> {
         let tx = self
             .tx
             .as_mut()
@@ -63,7 +71,18 @@ impl AtConnection {
             )));
         }
         tx.xid = Some(xid.to_string());
-        let prepared = self.prepare(sql, rec).await?;
+        Ok(())
+    }
+
+    /// Runs the statement whose before phase is done, then adds its undo item and lock key to
+    /// the local transaction.
+    async fn execute_prepared<T: FromRow + Send + 'static>(
+        &mut self,
+        sql: &str,
+        params: Params,
+        protocol: Protocol,
+        prepared: Prepared,
+    ) -> Result<Vec<T>, RmError> {
         let rows = self.raw_run(sql, params, protocol).await?;
         match self.finish(prepared).await {
             Ok(Some((item, key))) => {
@@ -97,15 +116,11 @@ impl AtConnection {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            self.begin().await?;
-            let result = async {
-                let rows = self.dml(xid, sql, params.clone(), protocol, rec).await?;
-                let tx = self.tx.take().unwrap_or_default();
-                self.commit_tx(tx).await?;
-                Ok::<_, RmError>(rows)
-            }
-            .await;
-            let err = match result {
+            self.begin_own().await?;
+            let err = match self
+                .autocommit_once(xid, sql, params.clone(), protocol, rec)
+                .await
+            {
                 Ok(rows) => return Ok(rows),
                 Err(e) => e,
             };
@@ -129,6 +144,81 @@ impl AtConnection {
         }
     }
 
+    /// One attempt of [`autocommit_dml`](Self::autocommit_dml): before image, statement, after
+    /// image, branch register, undo log, commit.
+    ///
+    /// The local transaction holds this one statement, so for a DELETE or a one-row UPDATE the
+    /// branch's lock key is known from the before image (an UPDATE may not change the key, so
+    /// its after image has the same row) and the branch is registered while the statement and
+    /// the after image run, taking the TC round trip off the critical path. Seata registers after
+    /// them; the order does not matter to the TC, which sees the same lock key, and the rows
+    /// are already locked locally by the before image's `FOR UPDATE`. The key the after image
+    /// gives is still compared with the registered one. If the statement then fails, the
+    /// branch is reported `PhaseOne_Failed`, as after a failed undo-log write.
+    async fn autocommit_once<T: FromRow + Send + 'static>(
+        &mut self,
+        xid: &str,
+        sql: &str,
+        params: Params,
+        protocol: Protocol,
+        rec: &Recognized,
+    ) -> Result<Vec<T>, RmError> {
+        self.bind_xid(xid)?;
+        let prepared = self.prepare(sql, rec).await?;
+        // Seata takes a DELETE's key from the before image and an UPDATE's from the after
+        // image, whose row order may differ from the before image's (ORDER BY ... DESC): with
+        // one row the strings cannot differ.
+        let early_key = match prepared.sql_type {
+            SqlType::Delete => lock_key::build(&prepared.meta, &prepared.before)?,
+            SqlType::Update if prepared.before.rows.len() == 1 => {
+                lock_key::build(&prepared.meta, &prepared.before)?
+            }
+            SqlType::Update | SqlType::Insert => None,
+        };
+        let Some(key) = early_key else {
+            let rows = self
+                .execute_prepared(sql, params, protocol, prepared)
+                .await?;
+            let tx = self.tx.take().unwrap_or_default();
+            self.commit_tx(tx).await?;
+            return Ok(rows);
+        };
+        let inner = self.ds.inner.clone();
+        let table = prepared.meta.name.clone();
+        let (ran, registered) = tokio::join!(
+            self.execute_prepared::<T>(sql, params, protocol, prepared),
+            register(&inner, xid, &key)
+        );
+        let branch_id = match (ran.as_ref(), registered) {
+            (_, Ok(id)) => id,
+            // The statement's own error comes first, as if it had run alone.
+            (Err(_), Err(_)) => return ran,
+            (Ok(_), Err(e)) => {
+                self.rollback_quietly().await;
+                return Err(e);
+            }
+        };
+        let rows = match ran {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.fail_registered(xid, branch_id).await;
+                return Err(e);
+            }
+        };
+        let tx = self.tx.take().unwrap_or_default();
+        let found = tx.keys.joined();
+        if tx.poisoned.is_some() || found != key {
+            self.fail_registered(xid, branch_id).await;
+            return Err(RmError::ImageMismatch {
+                table,
+                reason: format!("registered lock key `{key}` but the after image gives `{found}`"),
+            });
+        }
+        self.flush_and_commit(xid.to_string(), branch_id, tx.undo)
+            .await?;
+        Ok(rows)
+    }
+
     async fn prepare(&mut self, sql: &str, rec: &Recognized) -> Result<Prepared, RmError> {
         let (sql_type, table) = match rec {
             Recognized::Insert(i) => (SqlType::Insert, &i.table),
@@ -136,11 +226,15 @@ impl AtConnection {
             Recognized::Delete(d) => (SqlType::Delete, &d.table),
             _ => return Err(RmError::unsupported(sql, "not a DML statement")),
         };
+        let schema = self
+            .session
+            .schema_for(&mut self.conn, table.schema.as_deref(), &table.table)
+            .await?;
         let meta = self
             .ds
             .inner
             .meta
-            .get(&mut self.conn, table.schema.as_deref(), &table.table)
+            .get(&mut self.conn, &schema, &table.table)
             .await?;
         let all: Vec<String> = meta.columns.iter().map(|c| c.name.clone()).collect();
         let mut prepared = Prepared {
@@ -253,11 +347,13 @@ impl AtConnection {
                 table: p.meta.name.clone(),
                 reason: "the insert generated no AUTO_INCREMENT id".into(),
             })?;
-            let step: Option<u64> = self
-                .conn
-                .query_first("SELECT @@auto_increment_increment")
-                .await?;
-            (first, step.unwrap_or(1).max(1))
+            // One row needs no step; more read it once per connection.
+            let step = if p.insert_keys.len() > 1 {
+                self.session.auto_increment_step(&mut self.conn).await?
+            } else {
+                1
+            };
+            (first, step)
         } else {
             (0, 1)
         };
@@ -295,9 +391,13 @@ impl AtConnection {
         s: &SelectStmt,
     ) -> Result<Vec<T>, RmError> {
         let inner = self.ds.inner.clone();
+        let schema = self
+            .session
+            .schema_for(&mut self.conn, s.table.schema.as_deref(), &s.table.table)
+            .await?;
         let meta = inner
             .meta
-            .get(&mut self.conn, s.table.schema.as_deref(), &s.table.table)
+            .get(&mut self.conn, &schema, &s.table.table)
             .await?;
         let standalone = self.tx.is_none();
         let start = if standalone {

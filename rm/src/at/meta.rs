@@ -1,6 +1,7 @@
 //! Table metadata for AT mode: columns in order with their MySQL and JDBC types, the primary
 //! key columns in key order, the auto-increment column. Read from information_schema and
-//! cached per data source (the cache is per resource, so the key is `(schema, table)`).
+//! cached per data source (the cache is per resource, so the key is `(schema, table)`). The
+//! caller resolves a table without a schema (the connection's session knows its database).
 //!
 //! Seata caches for 900 s after write (at-mode.md 3.4); we do the same, so a DDL change is
 //! picked up within 15 minutes, or at once after [`TableMetaCache::invalidate`].
@@ -84,32 +85,21 @@ pub struct TableMetaCache {
 }
 
 impl TableMetaCache {
-    /// Metadata of `table` in `schema` (or the connection's current database), loading it on a
-    /// miss with `conn`. A table without a primary key is an error: AT mode cannot use it.
+    /// Metadata of `table` in `schema`, loading it on a miss with `conn`. A table without a
+    /// primary key is an error: AT mode cannot use it.
     pub async fn get(
         &self,
         conn: &mut Conn,
-        schema: Option<&str>,
+        schema: &str,
         table: &str,
     ) -> Result<Arc<TableMeta>, RmError> {
-        let schema = match schema {
-            Some(s) => s.to_string(),
-            None => conn
-                .query_first::<Option<String>, _>("SELECT DATABASE()")
-                .await?
-                .flatten()
-                .ok_or_else(|| RmError::UnknownTable {
-                    schema: "(no database selected)".into(),
-                    table: table.to_string(),
-                })?,
-        };
-        let key = (schema.clone(), table.to_string());
+        let key = (schema.to_string(), table.to_string());
         if let Some(e) = self.entries.get(&key) {
             if e.0.elapsed() < META_TTL {
                 return Ok(e.1.clone());
             }
         }
-        let meta = Arc::new(load(conn, &schema, table).await?);
+        let meta = Arc::new(load(conn, schema, table).await?);
         self.entries.insert(key, (Instant::now(), meta.clone()));
         Ok(meta)
     }

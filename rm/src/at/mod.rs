@@ -8,7 +8,8 @@
 //!   otherwise.
 //! - Inside: `recognize` (SQL → shapes), `meta` (table metadata), `image` (row images),
 //!   `lock_key`, `undo` (model, Jackson JSON, `undo_log` table), `undo_exec` (phase-two
-//!   rollback), `value` (column values as Java classes).
+//!   rollback), `value` (column values as Java classes), `session` (what a connection knows
+//!   about its MySQL session, to skip round trips).
 //!
 //! The TC is reached through the [`TcLink`] trait, which the RM client implements.
 
@@ -21,6 +22,7 @@ mod manager;
 pub mod meta;
 mod proxy;
 pub mod recognize;
+mod session;
 pub mod undo;
 mod undo_exec;
 pub mod value;

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use mysql_async::{Opts, Pool};
+use dashmap::DashSet;
+use mysql_async::{Conn, Opts, Pool};
 
 use super::connection::AtConnection;
 use super::meta::TableMetaCache;
+use super::session::current_db;
 use super::undo::{UndoCodec, UndoLogTable};
 use super::{AtConfig, TcLink};
 use crate::error::RmError;
@@ -31,6 +33,41 @@ pub(crate) struct DataSource {
     pub(crate) codec: UndoCodec,
     pub(crate) tc: Arc<dyn TcLink>,
     pub(crate) config: AtConfig,
+    /// The database a new session starts in (`Opts::db_name`); `None` when the options' setup
+    /// statements may select another, so it is always asked for.
+    pub(crate) default_db: Option<String>,
+    default_db_trusted: bool,
+    /// Ids of pooled connections last seen in another database than `default_db` (or in an
+    /// unknown one): the pool's session reset keeps the current database.
+    pub(crate) moved_sessions: DashSet<u32>,
+}
+
+impl DataSource {
+    /// The current database of `conn`, a connection taken from the pool, without asking the
+    /// server when the configured database can be trusted; `None` when it must be asked.
+    pub(crate) fn assumed_db(&self, conn: &Conn) -> Option<Option<String>> {
+        (self.default_db_trusted && !self.moved_sessions.contains(&conn.id()))
+            .then(|| self.default_db.clone())
+    }
+
+    /// The schema a table named in `conn`'s session resolves in, for connections used outside
+    /// an [`AtConnection`] (phase two).
+    pub(crate) async fn schema_for(
+        &self,
+        conn: &mut Conn,
+        written: Option<&str>,
+        table: &str,
+    ) -> Result<String, RmError> {
+        let db = match (written, self.assumed_db(conn)) {
+            (Some(s), _) => return Ok(s.to_string()),
+            (None, Some(db)) => db,
+            (None, None) => current_db(conn).await?,
+        };
+        db.ok_or_else(|| RmError::UnknownTable {
+            schema: "(no database selected)".into(),
+            table: table.to_string(),
+        })
+    }
 }
 
 /// An AT-mode data source. Cheap to clone; get one from
@@ -50,6 +87,11 @@ impl std::fmt::Debug for DataSourceProxy {
 
 impl DataSourceProxy {
     pub(crate) fn new(pool: Pool, opts: &Opts, tc: Arc<dyn TcLink>, config: AtConfig) -> Self {
+        // A setup statement could `USE` another database (a false alarm costs one query).
+        let default_db_trusted = !opts
+            .setup()
+            .iter()
+            .any(|s| s.to_ascii_lowercase().contains("use"));
         DataSourceProxy {
             inner: Arc::new(DataSource {
                 pool,
@@ -61,6 +103,9 @@ impl DataSourceProxy {
                 },
                 tc,
                 config,
+                default_db: opts.db_name().map(str::to_string),
+                default_db_trusted,
+                moved_sessions: DashSet::new(),
             }),
         }
     }

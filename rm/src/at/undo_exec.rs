@@ -127,10 +127,10 @@ async fn undo_item(
     item: &SqlUndoLog,
 ) -> Result<(), RmError> {
     let table = parse_table_name(&item.table_name)?;
-    let meta = ds
-        .meta
-        .get(conn, table.schema.as_deref(), &table.table)
+    let schema = ds
+        .schema_for(conn, table.schema.as_deref(), &table.table)
         .await?;
+    let meta = ds.meta.get(conn, &schema, &table.table).await?;
     let from = table.name.to_string();
     let undo_rows = match item.sql_type {
         SqlType::Insert => &item.after_image,

@@ -204,6 +204,13 @@ impl TestDb {
         }
     }
 
+    /// The connection options of this database.
+    pub fn opts(&self) -> Opts {
+        OptsBuilder::from_opts(self.admin.clone())
+            .db_name(Some(self.name.clone()))
+            .into()
+    }
+
     /// Runs a query on a plain (non-proxied) connection.
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Value>> {
         let mut c = self.plain.get_conn().await.unwrap();

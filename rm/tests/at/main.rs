@@ -5,4 +5,5 @@
 mod dml;
 mod harness;
 mod safety;
+mod session;
 mod types;

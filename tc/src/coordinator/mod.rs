@@ -35,6 +35,7 @@ use crate::store::{SessionStore, StoredSession};
 
 mod phase_two;
 mod recovery;
+mod shared;
 
 pub use recovery::RetryQueue;
 #[cfg(test)]
@@ -106,6 +107,8 @@ pub struct Coordinator {
     sessions: DashMap<i64, Arc<GlobalSession>>,
     locks: Arc<dyn LockManager>,
     store: Arc<dyn SessionStore>,
+    /// Several TCs share the store (it has its own lock manager): see `shared.rs`.
+    shared: bool,
     gateway: Arc<dyn BranchGateway>,
     queues: Queues,
     settings: Settings,
@@ -137,16 +140,17 @@ impl Coordinator {
         store: Arc<dyn SessionStore>,
         gateway: Arc<dyn BranchGateway>,
     ) -> Result<Arc<Self>, TcError> {
-        let locks = store
-            .lock_manager()
-            .unwrap_or_else(|| Arc::new(ShardedLockManager::new()));
+        let store_locks = store.lock_manager();
+        let shared = store_locks.is_some();
+        let locks = store_locks.unwrap_or_else(|| Arc::new(ShardedLockManager::new()));
         let r = &config.recovery;
         let coord = Arc::new(Coordinator {
             xid_prefix: id::xid_prefix(xid_ip, xid_port),
-            ids: IdGenerator::new(config.server_node),
+            ids: IdGenerator::new(store.server_node().unwrap_or(config.server_node)),
             sessions: DashMap::new(),
             locks,
             store,
+            shared,
             gateway,
             queues: Queues::default(),
             settings: Settings {
@@ -170,7 +174,7 @@ impl Coordinator {
             })?;
         let n = stored.len();
         for s in stored {
-            coord.restore(s).await;
+            coord.restore(s, true).await;
         }
         if n > 0 {
             info!(sessions = n, "recovered sessions from the store");
@@ -283,6 +287,9 @@ impl Coordinator {
             req.application_data,
         ));
         let tid = session.transaction_id;
+        if self.shared {
+            return self.register_shared(&session, branch).await;
+        }
         if branch.holds_locks() {
             self.locks
                 .acquire(
@@ -370,8 +377,13 @@ impl Coordinator {
     }
 
     async fn try_report(&self, req: &BranchReportRequest) -> Result<(), TcError> {
-        let session = self.find_session(&req.xid).await?;
-        let branch = session.lock().branch(req.branch_id).cloned();
+        let mut session = self.find_session(&req.xid).await?;
+        let mut branch = session.lock().branch(req.branch_id).cloned();
+        if branch.is_none() && self.shared {
+            // Registered through another TC after this one loaded the session.
+            session = self.reload(&session).await?;
+            branch = session.lock().branch(req.branch_id).cloned();
+        }
         let Some(branch) = branch else {
             return Err(TcError::BranchNotExist {
                 xid: req.xid.clone(),
@@ -437,6 +449,9 @@ impl Coordinator {
     /// The status of a global transaction; Finished when it is not held.
     #[instrument(skip_all, fields(xid = %req.xid, branch_id = field::Empty))]
     pub async fn status(&self, req: GlobalStatusRequest) -> GlobalStatusResponse {
+        if self.shared {
+            return self.stored_status(&req.xid).await;
+        }
         match self.find_session(&req.xid).await {
             Ok(s) => GlobalStatusResponse {
                 result: TxResult::success(),

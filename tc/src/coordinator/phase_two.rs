@@ -17,6 +17,7 @@ use crate::error::{StoreOp, TcError};
 use crate::id;
 use crate::session::state::{phase_of, transition, Event, Phase};
 use crate::session::{BranchSession, GlobalSession};
+use crate::store::Transition;
 
 /// Clears a session's `driving` flag when a phase-two pass ends or is dropped.
 pub(crate) struct DriveGuard<'a>(pub(crate) &'a GlobalSession);
@@ -73,7 +74,7 @@ impl Coordinator {
             Err(TcError::GlobalNotExist { .. }) => return Ok(GlobalStatus::Finished),
             Err(e) => return Err(e),
         };
-        let asynchronous;
+        let mut asynchronous;
         let to = {
             let mut st = session.lock();
             // Only a session still in Begin is closed. Seata 1.2 closes (and, on commit,
@@ -98,28 +99,54 @@ impl Coordinator {
             st.driving = !asynchronous;
             to
         };
-        let guard = (!asynchronous).then(|| DriveGuard(&session));
+        let mut guard = (!asynchronous).then(|| DriveGuard(&session));
         let tid = session.transaction_id;
-        if let Err(source) = self.store.update_global_status(tid, &session.xid, to).await {
-            // Not recorded, so not decided: reopen, and let the TM retry (or the timeout
-            // job roll it back).
-            let mut st = session.lock();
-            st.status = GlobalStatus::Begin;
-            st.active = true;
-            return Err(TcError::Store {
-                op: StoreOp::WriteGlobal,
-                xid: xid.to_owned(),
-                source,
-            });
+        let written = self
+            .store
+            .transition_global(tid, &session.xid, GlobalStatus::Begin, to)
+            .await;
+        match written {
+            Err(source) => {
+                // Not recorded, so not decided: reopen, and let the TM retry (or the timeout
+                // job roll it back).
+                let mut st = session.lock();
+                st.status = GlobalStatus::Begin;
+                st.active = true;
+                return Err(TcError::Store {
+                    op: StoreOp::WriteGlobal,
+                    xid: xid.to_owned(),
+                    source,
+                });
+            }
+            Ok(Transition::Lost { current }) => {
+                // Another TC sharing the store decided (or finished) it first; our copy is
+                // stale. Answer what the store says, as for a repeated request.
+                drop(guard);
+                self.forget_local(tid);
+                return Ok(current.unwrap_or(GlobalStatus::Finished));
+            }
+            Ok(Transition::Applied { branches }) => self.apply_branches(&session, branches),
         }
+        if asynchronous && !session.lock().can_commit_async() {
+            // The stored branch list has a TCC/XA branch registered through another TC that
+            // our copy had not seen: commit synchronously after all.
+            asynchronous = self.commit_synchronously(&session).await?;
+            if !asynchronous {
+                guard = Some(DriveGuard(&session));
+            }
+        }
+        let to = session.status();
         info!(status = %to, "global transaction {decision:?} decided");
         let now = id::now_ms();
         match decision {
             Decision::Commit => {
                 // Every branch committed locally in phase one and the outcome is commit, so
                 // the rows are final: release all of the session's locks now (Seata does the
-                // same), before any branch commit goes out.
-                self.unlock_session(&session).await;
+                // same), before any branch commit goes out. A shared store released them with
+                // the decision.
+                if !self.shared {
+                    self.unlock_session(&session).await;
+                }
                 if asynchronous {
                     self.queues.async_committing.insert(tid);
                     return Ok(GlobalStatus::Committed);
@@ -150,10 +177,17 @@ impl Coordinator {
             )
         };
         let mut pending = false;
+        // With a shared (database) store, branches done in this pass are forgotten together:
+        // by the session's removal when all are done (one write instead of one per branch),
+        // else just before the pass ends. Committing a branch twice after a crash is harmless
+        // (the same window exists between an RM's answer and any write).
+        let mut done: Vec<&Arc<BranchSession>> = Vec::new();
         for branch in &branches {
             if branch.status() == BranchStatus::PhaseOneFailed {
                 // Its local transaction rolled back in phase one: nothing to commit.
-                if self.forget_branch(session, branch, false).await.is_err() {
+                if self.shared {
+                    done.push(branch);
+                } else if self.forget_branch(session, branch, false).await.is_err() {
                     pending = true;
                 }
                 continue;
@@ -164,7 +198,9 @@ impl Coordinator {
                 .await;
             match outcome {
                 Ok(BranchStatus::PhaseTwoCommitted) => {
-                    if self.forget_branch(session, branch, false).await.is_err() {
+                    if self.shared {
+                        done.push(branch);
+                    } else if self.forget_branch(session, branch, false).await.is_err() {
                         pending = true;
                     }
                 }
@@ -176,7 +212,9 @@ impl Coordinator {
                         branch_id = branch.branch_id,
                         "AT branch commit failed unretryably; its undo log is left to the periodic cleanup"
                     );
-                    if self.forget_branch(session, branch, false).await.is_err() {
+                    if self.shared {
+                        done.push(branch);
+                    } else if self.forget_branch(session, branch, false).await.is_err() {
                         pending = true;
                     }
                 }
@@ -195,11 +233,13 @@ impl Coordinator {
                         continue;
                     }
                     // TCC/XA: keep registration order, stop at this branch.
+                    self.forget_done(session, &done).await;
                     return self.retry_later(session, now).await;
                 }
             }
         }
         if pending {
+            self.forget_done(session, &done).await;
             return self.retry_later(session, now).await;
         }
         self.end(session, Event::PhaseTwoDone, now).await
@@ -346,8 +386,10 @@ impl Coordinator {
             return self.retry_later(session, now).await;
         }
         // Branches still listed here (a CommitFailed TCC session) hold no locks worth keeping:
-        // commit already released them.
-        self.unlock_session(session).await;
+        // commit already released them. A shared store released them with the removal.
+        if !self.shared {
+            self.unlock_session(session).await;
+        }
         self.sessions.remove(&session.transaction_id);
         self.queues.remove_all(session.transaction_id);
         info!(status = %to, "global transaction finished");
@@ -370,17 +412,65 @@ impl Coordinator {
             return Err(());
         }
         session.lock().remove_branch(branch.branch_id);
-        if unlock {
+        // A shared store released the branch's rows with the removal.
+        if unlock && !self.shared {
             self.unlock_branch(session, branch).await;
         }
         Ok(())
     }
 
+    /// Forgets the branches a commit pass finished (shared store; see `drive_commit`). One
+    /// that cannot be recorded stays and is committed again by the next pass.
+    async fn forget_done(&self, session: &GlobalSession, done: &[&Arc<BranchSession>]) {
+        for branch in done {
+            let _ = self.forget_branch(session, branch, false).await;
+        }
+    }
+
     /// Releases the row locks of every branch of the session.
     pub(crate) async fn unlock_session(&self, session: &GlobalSession) {
+        if let Some(all) = self
+            .locks
+            .release_transaction(session.transaction_id, &session.xid)
+        {
+            if let Err(e) = all.await {
+                warn!(error = %e, "could not release the transaction's locks");
+            }
+            return;
+        }
         let branches = session.lock().branches.clone();
         for b in &branches {
             self.unlock_branch(session, b).await;
+        }
+    }
+
+    /// Turns a just-decided AsyncCommitting into Committing (shared store, see `decide`);
+    /// returns whether the commit stays asynchronous.
+    async fn commit_synchronously(&self, session: &Arc<GlobalSession>) -> Result<bool, TcError> {
+        let written = self
+            .store
+            .transition_global(
+                session.transaction_id,
+                &session.xid,
+                GlobalStatus::AsyncCommitting,
+                GlobalStatus::Committing,
+            )
+            .await
+            .map_err(|source| TcError::Store {
+                op: StoreOp::WriteGlobal,
+                xid: session.xid.to_string(),
+                source,
+            })?;
+        match written {
+            Transition::Applied { branches } => {
+                self.apply_branches(session, branches);
+                let mut st = session.lock();
+                st.status = GlobalStatus::Committing;
+                st.driving = true;
+                Ok(false)
+            }
+            // Someone else already moved it on (only possible after our lease lapsed).
+            Transition::Lost { .. } => Ok(true),
         }
     }
 }

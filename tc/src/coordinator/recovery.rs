@@ -7,13 +7,13 @@ use std::sync::Arc;
 use dashmap::DashSet;
 use futures::StreamExt;
 use seata_protocol::GlobalStatus;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::phase_two::DriveGuard;
 use super::Coordinator;
 use crate::session::state::{is_timed_out, phase_of, retry_expired, Phase};
 use crate::session::{BranchSession, GlobalSession};
-use crate::store::StoredSession;
+use crate::store::{StoredSession, Transition};
 
 /// Sessions driven at once by one job tick; each waits on RM round trips, so a tick over
 /// thousands of AT commits must not run them one by one.
@@ -67,16 +67,29 @@ impl Coordinator {
         let mut n = 0;
         for s in &expired {
             let tid = s.transaction_id;
-            if let Err(e) = self
+            let written = self
                 .store
-                .update_global_status(tid, &s.xid, GlobalStatus::TimeoutRollbacking)
-                .await
-            {
-                warn!(xid = %s.xid, error = %e, "could not record timeout; will check again");
-                let mut st = s.lock();
-                st.status = GlobalStatus::Begin;
-                st.active = true;
-                continue;
+                .transition_global(
+                    tid,
+                    &s.xid,
+                    GlobalStatus::Begin,
+                    GlobalStatus::TimeoutRollbacking,
+                )
+                .await;
+            match written {
+                Err(e) => {
+                    warn!(xid = %s.xid, error = %e, "could not record timeout; will check again");
+                    let mut st = s.lock();
+                    st.status = GlobalStatus::Begin;
+                    st.active = true;
+                    continue;
+                }
+                Ok(Transition::Lost { .. }) => {
+                    // Another TC sharing the store decided it first; drop our stale copy.
+                    self.forget_local(tid);
+                    continue;
+                }
+                Ok(Transition::Applied { branches }) => self.apply_branches(s, branches),
             }
             info!(xid = %s.xid, timeout_ms = s.timeout_ms, "global transaction timed out; rolling back");
             self.queues.retry_rollbacking.insert(tid);
@@ -155,6 +168,20 @@ impl Coordinator {
             }
             Plan::Drive => {
                 let _guard = DriveGuard(&session);
+                // With a shared store, only the lease holder drives; a private store always
+                // grants without I/O.
+                match self.store.claim(tid, &session.xid).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        debug!(xid = %session.xid, "another TC drives this transaction; dropping our copy");
+                        self.forget_local(tid);
+                        return false;
+                    }
+                    Err(e) => {
+                        warn!(xid = %session.xid, error = %e, "could not claim the lease; will retry");
+                        return false;
+                    }
+                }
                 match queue {
                     RetryQueue::RetryRollbacking => {
                         self.drive_rollback(&session, now).await;
@@ -170,12 +197,16 @@ impl Coordinator {
 
     /// Puts one recovered session back in memory: ids are raised past it, AT row locks of
     /// sessions not yet committing are re-taken, and phase-two sessions are queued.
-    pub(super) async fn restore(&self, s: StoredSession) {
+    /// `observe`: raise the id generator past the session's ids (start-up recovery of our
+    /// own ids; not for sessions taken over from another node).
+    pub(super) async fn restore(&self, s: StoredSession, observe: bool) {
         let status = s.global.status;
         let tid = s.global.transaction_id;
-        self.ids.observe(tid);
-        for b in &s.branches {
-            self.ids.observe(b.branch_id);
+        if observe {
+            self.ids.observe(tid);
+            for b in &s.branches {
+                self.ids.observe(b.branch_id);
+            }
         }
         let kept_failure = matches!(
             status,
@@ -196,8 +227,8 @@ impl Coordinator {
             .collect();
         let session = Arc::new(GlobalSession::from_stored(s.global, branches));
         // Commit already released the locks when it was decided; everything else still
-        // protects rows that phase one changed.
-        if phase != Phase::Commit {
+        // protects rows that phase one changed. A shared store kept them in the database.
+        if phase != Phase::Commit && !self.shared {
             let branches = session.lock().branches.clone();
             for b in branches.iter().filter(|b| b.holds_locks()) {
                 let owner = b.lock_owner(tid);

@@ -1,6 +1,7 @@
 //! The TC's periodic jobs, each a task on the process's [`TaskTracker`] that loops until the
 //! [`CancellationToken`] fires: async (AT) commit, commit retry, rollback retry, timeout check
-//! and the undo-log-delete broadcast (tc-semantics 3). The work itself lives in the
+//! and the undo-log-delete broadcast (tc-semantics 3); with a store shared by several TCs,
+//! also lease renewal and the takeover of transactions whose TC died. The work itself lives in the
 //! coordinator (`Coordinator::check_timeouts`, `Coordinator::run_retry_queue`), which takes
 //! `now` so it is tested without clocks; this module only schedules it.
 
@@ -77,6 +78,40 @@ pub fn spawn_all(
             }
         },
     ));
+
+    // Several TCs on one store: keep our leases alive, and take over the transactions of TCs
+    // that died (their leases expired).
+    if let Some(period) = coord.lease_renew_period_ms() {
+        let c = coord.clone();
+        tracker.spawn(every(
+            "lease-renewal",
+            ms(period),
+            ms(period),
+            token.clone(),
+            None,
+            move || {
+                let c = c.clone();
+                async move { c.renew_leases().await }
+            },
+        ));
+        let c = coord.clone();
+        tracker.spawn(every(
+            "orphan-scan",
+            ms(r.timeout_retry_period_ms),
+            Duration::ZERO,
+            token.clone(),
+            None,
+            move || {
+                let c = c.clone();
+                async move {
+                    let n = c.adopt_orphans(now_ms()).await;
+                    if n > 0 {
+                        info!(sessions = n, "took over transactions of stopped TCs");
+                    }
+                }
+            },
+        ));
+    }
 
     let save_days = config.undo_save_days();
     let c = coord.clone();

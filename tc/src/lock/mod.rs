@@ -104,6 +104,17 @@ pub trait LockManager: Send + Sync + std::fmt::Debug + 'static {
         lock_key: &'a str,
     ) -> LockFuture<'a, bool>;
 
+    /// Releases every row the transaction holds in one step, when the manager can (a database:
+    /// one `DELETE` by xid). `None`: release branch by branch with [`release`](Self::release).
+    fn release_transaction<'a>(
+        &'a self,
+        transaction_id: i64,
+        xid: &'a str,
+    ) -> Option<LockFuture<'a, ()>> {
+        let _ = (transaction_id, xid);
+        None
+    }
+
     /// Number of rows held (for stats; a database-backed manager may estimate).
     fn held_rows(&self) -> usize;
 }

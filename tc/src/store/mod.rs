@@ -23,9 +23,11 @@ use futures::future::{BoxFuture, Either, Ready};
 use seata_protocol::{BranchStatus, BranchType, GlobalStatus};
 use thiserror::Error;
 
-use crate::lock::LockManager;
+use crate::lock::{LockError, LockManager};
 
+pub mod file;
 mod memory;
+pub mod mysql;
 mod open;
 
 pub use memory::MemoryStore;
@@ -228,7 +230,107 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// The lock manager when row locks must be decided by the store itself (several TCs on
     /// one database). `None`: the coordinator uses its in-memory sharded lock manager.
+    ///
+    /// A store that returns `Some` is *shared*, and also promises what the methods below
+    /// describe for shared stores: it releases row locks itself as part of
+    /// [`remove_branch`](Self::remove_branch) (that branch's rows),
+    /// [`remove_global`](Self::remove_global) (every row of the transaction) and a
+    /// [`transition_global`](Self::transition_global) to Committing/AsyncCommitting (every row),
+    /// so the coordinator does not release them separately.
     fn lock_manager(&self) -> Option<Arc<dyn LockManager>> {
         None
     }
+
+    /// Changes the status only if it is still `from` (a compare-and-set, so two TCs deciding
+    /// the same transaction cannot both win). A shared store, when it applies the change, also
+    /// takes this TC's lease on the transaction (see [`claim`](Self::claim)) and returns the
+    /// branches as stored, which may include some registered through another TC. The default,
+    /// for a store only this process writes, is an unconditional
+    /// [`update_global_status`](Self::update_global_status).
+    fn transition_global<'a>(
+        &'a self,
+        transaction_id: i64,
+        xid: &'a str,
+        from: GlobalStatus,
+        to: GlobalStatus,
+    ) -> StoreFuture<'a, Transition> {
+        let _ = from;
+        let applied =
+            |r: Result<(), StoreError>| r.map(|()| Transition::Applied { branches: None });
+        match self.update_global_status(transaction_id, xid, to) {
+            Either::Left(r) => ready(applied(r.into_inner())),
+            Either::Right(fut) => boxed(async move { applied(fut.await) }),
+        }
+    }
+
+    /// Shared stores: records a new branch and takes its row locks (AT) in one atomic step,
+    /// refusing when the global transaction is no longer in Begin (SAGA branches skip that
+    /// check). `None`: not supported; the coordinator locks through its lock manager and
+    /// calls [`add_branch`](Self::add_branch).
+    fn register_branch<'a>(
+        &'a self,
+        branch: BranchRow<'a>,
+    ) -> Option<StoreFuture<'a, BranchAdded>> {
+        let _ = branch;
+        None
+    }
+
+    /// Takes or keeps this TC's lease on driving the transaction's phase two; `false` when
+    /// another live TC holds it. A store private to this process always grants.
+    fn claim<'a>(&'a self, transaction_id: i64, xid: &'a str) -> StoreFuture<'a, bool> {
+        let _ = (transaction_id, xid);
+        ready(Ok(true))
+    }
+
+    /// How often [`renew`](Self::renew) must run, in ms; `None` when the store has no leases.
+    fn renew_period_ms(&self) -> Option<u64> {
+        None
+    }
+
+    /// Extends every lease this TC holds (its node number and its transactions).
+    fn renew(&self) -> StoreFuture<'_, ()> {
+        ready(Ok(()))
+    }
+
+    /// Sessions no live TC looks after, already claimed for this TC: phase-two sessions whose
+    /// lease expired (their TC died) and Begin sessions well past their timeout. A private
+    /// store has none.
+    fn orphans(&self, now_ms: i64) -> StoreFuture<'_, Vec<StoredSession>> {
+        let _ = now_ms;
+        ready(Ok(Vec::new()))
+    }
+
+    /// The server node (id bits) the store allocated to this TC so several TCs sharing it never
+    /// hand out the same id. `None`: use the configured `server-node`.
+    fn server_node(&self) -> Option<u16> {
+        None
+    }
+}
+
+/// What a conditional status change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The status was `from` and is now `to`. `branches`: the stored branch list, from a
+    /// shared store (`None` from a private one, whose list is the coordinator's own).
+    Applied {
+        /// Branches in registration order, as stored.
+        branches: Option<Vec<StoredBranch>>,
+    },
+    /// The status was not `from`: another TC decided first. `current`: the stored status,
+    /// `None` when the transaction is no longer stored (finished).
+    Lost {
+        /// Status found instead.
+        current: Option<GlobalStatus>,
+    },
+}
+
+/// What [`SessionStore::register_branch`] did.
+#[derive(Debug)]
+pub enum BranchAdded {
+    /// The branch and its row locks are recorded.
+    Added,
+    /// The global transaction is not in Begin (`Finished`: no longer stored); nothing recorded.
+    Refused(GlobalStatus),
+    /// A row is held by another transaction (or the key is malformed); nothing recorded.
+    Lock(LockError),
 }

@@ -9,11 +9,15 @@ use crate::config::{StoreMode, TcConfig};
 pub async fn open_store(config: &TcConfig) -> Result<Arc<dyn SessionStore>, StoreError> {
     match config.store {
         StoreMode::Memory => Ok(Arc::new(MemoryStore)),
-        StoreMode::File => Err(StoreError::Backend(
-            "the file store is not built yet; use --store memory".into(),
+        StoreMode::File => Ok(Arc::new(
+            super::file::FileStore::open(super::file::FileStoreOptions::from_config(config))
+                .await?,
         )),
-        StoreMode::Db => Err(StoreError::Backend(
-            "the db store is not built yet; use --store memory".into(),
-        )),
+        StoreMode::Db => {
+            let url = config.db_url.as_deref().unwrap_or_default();
+            let store =
+                super::mysql::MysqlStore::open(url, config.init_db, config.db_lease_ms).await?;
+            Ok(Arc::new(store))
+        }
     }
 }

@@ -194,10 +194,21 @@ async fn xid_travels_from_reqwest_to_an_axum_handler() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tc_restart_under_an_in_flight_commit() {
+async fn tc_restart_under_an_in_flight_commit_memory_store() {
     // Memory store: the restarted TC has forgotten the transaction, which is the harder case
     // for the TM (it must not call that "committed").
-    let mut tc = TcProcess::start();
+    restart_under_an_in_flight_commit("memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tc_restart_under_an_in_flight_commit_file_store() {
+    // File store (the default): the begin survived the crash, the held commit never arrived,
+    // so the transaction is still open and the TM's second commit decides it.
+    restart_under_an_in_flight_commit("file").await;
+}
+
+async fn restart_under_an_in_flight_commit(store: &str) {
+    let mut tc = TcProcess::start_with(&["--store", store]);
     let proxy = Proxy::start(tc.addr().to_owned()).await;
     let tm = connect(&proxy.addr).await;
     let mut tx = tm.begin("it-restart", T).await.unwrap();
@@ -229,12 +240,19 @@ async fn tc_restart_under_an_in_flight_commit() {
             Err(e) => panic!("status after restart: {e}"),
         }
     }
-    // The held commit never reached the TC, and the new TC does not know the transaction.
-    assert_eq!(status, Some(GlobalStatus::Finished));
-    // Committing again is allowed from Unknown, and is not reported as a success.
-    let err = tx.commit().await.unwrap_err();
-    assert!(matches!(err, TmError::AlreadyFinished { .. }), "{err}");
-    assert_eq!(tx.state(), TxState::CommitFailed);
+    if store == "memory" {
+        // The held commit never reached the TC, and the new TC does not know the transaction.
+        assert_eq!(status, Some(GlobalStatus::Finished));
+        // Committing again is allowed from Unknown, and is not reported as a success.
+        let err = tx.commit().await.unwrap_err();
+        assert!(matches!(err, TmError::AlreadyFinished { .. }), "{err}");
+        assert_eq!(tx.state(), TxState::CommitFailed);
+    } else {
+        // The acknowledged begin is durable: the transaction is still open after the crash.
+        assert_eq!(status, Some(GlobalStatus::Begin));
+        let status = tx.commit().await.unwrap();
+        assert!(committed(status), "{status:?}");
+    }
 
     // The reconnected client works as before.
     let mut tx = tm.begin("it-after-restart", T).await.unwrap();

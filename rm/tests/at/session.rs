@@ -1,0 +1,253 @@
+//! What the proxy remembers about its MySQL session to save round trips: the statement count
+//! of a warm global UPDATE, autocommit between global and pass-through statements, the current
+//! database after `USE`, the session's `auto_increment_increment`, and the branch registered
+//! while an UPDATE runs.
+
+use std::collections::HashMap;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use seata_protocol::BranchStatus;
+use seata_rm::at::AtConnection;
+use seata_rm::error::RmError;
+use seata_tm::context::with_xid;
+
+use crate::harness::TestDb;
+
+const ACCOUNT: &str =
+    "CREATE TABLE account_tbl (id INT PRIMARY KEY, user_id VARCHAR(255), money INT)";
+const SEED: &str = "INSERT INTO account_tbl VALUES (1, 'a', 10), (2, 'b', 20)";
+const ITEMS: &str =
+    "CREATE TABLE items (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20), qty INT)";
+const XID: &str = "10.0.0.9:8091:501";
+
+/// The session's `Com_*` and `Questions` counters, read through the proxy: a pass-through SHOW
+/// leaves what the proxy knows about the session untouched (`raw()` would not).
+async fn counters(conn: &mut AtConnection) -> HashMap<String, i64> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SHOW SESSION STATUS WHERE Variable_name LIKE 'Com\\_%' OR Variable_name = 'Questions'",
+        )
+        .await
+        .unwrap();
+    rows.into_iter()
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect()
+}
+
+fn delta(before: &HashMap<String, i64>, after: &HashMap<String, i64>, key: &str) -> i64 {
+    after.get(key).copied().unwrap_or(0) - before.get(key).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_warm_global_update_costs_five_statements() {
+    let db = TestDb::new(&[ACCOUNT, SEED]).await;
+    let mut conn = db.ds.get_conn().await.unwrap();
+    let update = "UPDATE account_tbl SET money = money + ? WHERE id = ?";
+    // The first one loads metadata, prepares the image statements and turns autocommit off.
+    with_xid(XID, conn.exec_drop(update, (1, 1))).await.unwrap();
+    for _ in 0..2 {
+        let before = counters(&mut conn).await;
+        with_xid(XID, conn.exec_drop(update, (1, 1))).await.unwrap();
+        let after = counters(&mut conn).await;
+        // Before image, UPDATE, after image, undo_log INSERT, COMMIT, and the second SHOW: no
+        // START TRANSACTION, no SELECT DATABASE(), no SET.
+        assert_eq!(delta(&before, &after, "Questions"), 6, "{after:?}");
+        assert_eq!(delta(&before, &after, "Com_select"), 2);
+        assert_eq!(delta(&before, &after, "Com_update"), 1);
+        assert_eq!(delta(&before, &after, "Com_insert"), 1);
+        assert_eq!(delta(&before, &after, "Com_commit"), 1);
+        for none in ["Com_begin", "Com_set_option", "Com_stmt_prepare"] {
+            assert_eq!(delta(&before, &after, none), 0, "{none}");
+        }
+    }
+    assert_eq!(db.tc.lock_keys(), vec!["account_tbl:1"; 3]);
+    assert_eq!(db.undo_rows().await, 3);
+    assert_eq!(
+        db.count("SELECT money FROM account_tbl WHERE id = 1").await,
+        13
+    );
+    drop(conn);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn pass_through_statements_autocommit_between_global_ones() {
+    let db = TestDb::new(&[ACCOUNT, SEED]).await;
+    let mut conn = db.ds.get_conn().await.unwrap();
+    for round in 0..3 {
+        with_xid(
+            XID,
+            conn.query_drop("UPDATE account_tbl SET money = money + 1 WHERE id = 1"),
+        )
+        .await
+        .unwrap();
+        // Outside the global transaction the next statement commits on its own, as on a plain
+        // connection: another session sees it at once.
+        conn.exec_drop(
+            "UPDATE account_tbl SET money = ? WHERE id = 2",
+            (100 + round,),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            db.count("SELECT money FROM account_tbl WHERE id = 2").await,
+            100 + round
+        );
+        let autocommit: Option<i64> = conn.query_first("SELECT @@autocommit").await.unwrap();
+        assert_eq!(autocommit, Some(1));
+    }
+    // A plain statement inside the global transaction, outside a local one, autocommits too.
+    with_xid(
+        XID,
+        conn.query_drop("UPDATE account_tbl SET money = money + 1 WHERE id = 1"),
+    )
+    .await
+    .unwrap();
+    with_xid(XID, conn.query_drop("CREATE TABLE t2 (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    with_xid(XID, conn.query_drop("INSERT INTO t2 VALUES (1)"))
+        .await
+        .unwrap_err();
+    // A local transaction the application opens after a global statement still rolls back.
+    conn.begin().await.unwrap();
+    conn.query_drop("UPDATE account_tbl SET money = 0 WHERE id = 2")
+        .await
+        .unwrap();
+    conn.rollback().await.unwrap();
+    assert_eq!(
+        db.count("SELECT money FROM account_tbl WHERE id = 2").await,
+        102
+    );
+    assert_eq!(
+        db.count("SELECT money FROM account_tbl WHERE id = 1").await,
+        14
+    );
+    assert_eq!(db.undo_rows().await, 4);
+    drop(conn);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn use_inside_a_session_moves_statements_without_schema() {
+    let db = TestDb::new(&[ACCOUNT, SEED]).await;
+    // Same table name, other columns: metadata from the wrong database would refuse `note`.
+    let other = TestDb::new(&[
+        "CREATE TABLE account_tbl (id INT PRIMARY KEY, note VARCHAR(20))",
+        "INSERT INTO account_tbl VALUES (1, 'x')",
+    ])
+    .await;
+    // One pooled connection, so every checkout gets the same session back.
+    let opts: mysql_async::Opts = OptsBuilder::from_opts(db.opts())
+        .pool_opts(PoolOpts::default().with_constraints(PoolConstraints::new(1, 1).unwrap()))
+        .into();
+    let ds = db.rm.data_source_with_pool(Pool::new(opts.clone()), &opts);
+    let mut conn = ds.get_conn().await.unwrap();
+    conn.query_drop(format!("USE `{}`", other.name))
+        .await
+        .unwrap();
+    with_xid(
+        XID,
+        conn.query_drop("UPDATE account_tbl SET note = 'y' WHERE id = 1"),
+    )
+    .await
+    .unwrap();
+    // The undo log goes to the session's database, as the statement did.
+    assert_eq!(other.undo_rows().await, 1);
+
+    // The pool's session reset keeps the current database.
+    drop(conn);
+    let mut conn = ds.get_conn().await.unwrap();
+    with_xid(
+        XID,
+        conn.query_drop("UPDATE account_tbl SET note = 'z' WHERE id = 1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.undo_rows().await, 2);
+
+    // A USE the proxy cannot see: taking raw() makes it ask again.
+    conn.raw()
+        .query_drop(format!("USE `{}`", db.name))
+        .await
+        .unwrap();
+    with_xid(
+        XID,
+        conn.query_drop("UPDATE account_tbl SET money = 5 WHERE id = 1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.undo_rows().await, 1);
+    assert_eq!(db.tc.lock_keys(), vec!["account_tbl:1"; 3]);
+    assert_eq!(
+        other
+            .rows("SELECT note FROM account_tbl WHERE id = 1")
+            .await,
+        vec![vec![mysql_async::Value::from("z")]]
+    );
+    drop(conn);
+    ds.pool().clone().disconnect().await.unwrap();
+    other.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_session_auto_increment_increment_is_followed_and_read_once() {
+    let db = TestDb::new(&[ITEMS]).await;
+    let mut conn = db.ds.get_conn().await.unwrap();
+    let insert = "INSERT INTO items (name) VALUES ('a'), ('b')";
+    with_xid(XID, conn.query_drop(insert)).await.unwrap();
+    conn.query_drop("SET SESSION auto_increment_increment = 5")
+        .await
+        .unwrap();
+    with_xid(XID, conn.query_drop(insert)).await.unwrap();
+    // Read once per connection: the next multi-row INSERT asks nothing more.
+    let before = counters(&mut conn).await;
+    with_xid(XID, conn.query_drop(insert)).await.unwrap();
+    let after = counters(&mut conn).await;
+    // INSERT, after image, undo_log INSERT, COMMIT, and the second SHOW.
+    assert_eq!(delta(&before, &after, "Questions"), 5, "{after:?}");
+    assert_eq!(delta(&before, &after, "Com_select"), 1);
+    assert_eq!(
+        db.tc.lock_keys(),
+        vec!["items:1,2", "items:6,11", "items:16,21"]
+    );
+    drop(conn);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_update_failing_after_its_branch_registered_reports_phase_one_failed() {
+    let db = TestDb::new(&[ACCOUNT, SEED]).await;
+    let mut conn = db.ds.get_conn().await.unwrap();
+    // The before image finds the row, so the branch registers while the UPDATE runs; strict
+    // mode then refuses the value.
+    let err = with_xid(
+        XID,
+        conn.query_drop("UPDATE account_tbl SET money = 'abc' WHERE id = 1"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, RmError::Mysql(_)), "{err}");
+    let (xid, branch) = db.tc.last_branch();
+    assert_eq!(
+        db.tc.reports.lock().unwrap().as_slice(),
+        &[(xid, branch, BranchStatus::PhaseOneFailed)]
+    );
+    assert_eq!(db.undo_rows().await, 0);
+    assert_eq!(
+        db.count("SELECT money FROM account_tbl WHERE id = 1").await,
+        10
+    );
+    // The connection is usable afterwards.
+    with_xid(
+        XID,
+        conn.query_drop("UPDATE account_tbl SET money = 11 WHERE id = 1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.undo_rows().await, 1);
+    drop(conn);
+    db.cleanup().await;
+}
