@@ -219,6 +219,47 @@ impl AtConnection {
         Ok(rows)
     }
 
+    /// The metadata of the statement's table, resolved in the session's database when the SQL
+    /// names no schema.
+    ///
+    /// The session must be in the resource's own database: phase two reads the undo log and
+    /// resolves unqualified table names there, and statements the proxy prepared keep the
+    /// database they were prepared in. After a `USE` of another database, imaging would write
+    /// an undo log phase two never finds, so the statement is refused before it runs.
+    async fn table_meta(&mut self, sql: &str, table: &TableRef) -> Result<Arc<TableMeta>, RmError> {
+        let current = self.session.current_db(&mut self.conn).await?;
+        if let Some(default) = self.ds.inner.default_db.as_deref() {
+            if !current
+                .as_deref()
+                .is_some_and(|c| c.eq_ignore_ascii_case(default))
+            {
+                return Err(RmError::unsupported(
+                    sql,
+                    format!(
+                        "the session's database is {}, not this resource's `{default}`; \
+                         run `USE {default}` first or use a connection of that resource",
+                        current.map_or("none".to_string(), |c| format!("`{c}`"))
+                    ),
+                ));
+            }
+        }
+        let schema = match (&table.schema, current) {
+            (Some(s), _) => s.clone(),
+            (None, Some(s)) => s,
+            (None, None) => {
+                return Err(RmError::UnknownTable {
+                    schema: "(no database selected)".into(),
+                    table: table.table.clone(),
+                })
+            }
+        };
+        self.ds
+            .inner
+            .meta
+            .get(&mut self.conn, &schema, &table.table)
+            .await
+    }
+
     async fn prepare(&mut self, sql: &str, rec: &Recognized) -> Result<Prepared, RmError> {
         let (sql_type, table) = match rec {
             Recognized::Insert(i) => (SqlType::Insert, &i.table),
@@ -226,16 +267,7 @@ impl AtConnection {
             Recognized::Delete(d) => (SqlType::Delete, &d.table),
             _ => return Err(RmError::unsupported(sql, "not a DML statement")),
         };
-        let schema = self
-            .session
-            .schema_for(&mut self.conn, table.schema.as_deref(), &table.table)
-            .await?;
-        let meta = self
-            .ds
-            .inner
-            .meta
-            .get(&mut self.conn, &schema, &table.table)
-            .await?;
+        let meta = self.table_meta(sql, table).await?;
         let all: Vec<String> = meta.columns.iter().map(|c| c.name.clone()).collect();
         let mut prepared = Prepared {
             sql_type,
@@ -391,14 +423,7 @@ impl AtConnection {
         s: &SelectStmt,
     ) -> Result<Vec<T>, RmError> {
         let inner = self.ds.inner.clone();
-        let schema = self
-            .session
-            .schema_for(&mut self.conn, s.table.schema.as_deref(), &s.table.table)
-            .await?;
-        let meta = inner
-            .meta
-            .get(&mut self.conn, &schema, &s.table.table)
-            .await?;
+        let meta = self.table_meta(sql, &s.table).await?;
         let standalone = self.tx.is_none();
         let start = if standalone {
             "START TRANSACTION".to_string()

@@ -133,29 +133,14 @@ impl Session {
         self.db.as_ref().is_some_and(|db| *db == ds.default_db)
     }
 
-    /// The schema a table reference resolves in: the one written, else the current database
-    /// (asked for only when unknown). No database selected is an error naming `table`.
-    pub(crate) async fn schema_for(
-        &mut self,
-        conn: &mut Conn,
-        written: Option<&str>,
-        table: &str,
-    ) -> Result<String, RmError> {
-        if let Some(s) = written {
-            return Ok(s.to_string());
+    /// The session's current database, asked for only when unknown.
+    pub(crate) async fn current_db(&mut self, conn: &mut Conn) -> Result<Option<String>, RmError> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
         }
-        let db = match &self.db {
-            Some(db) => db.clone(),
-            None => {
-                let db = current_db(conn).await?;
-                self.db = Some(db.clone());
-                db
-            }
-        };
-        db.ok_or_else(|| RmError::UnknownTable {
-            schema: "(no database selected)".into(),
-            table: table.to_string(),
-        })
+        let db = current_db(conn).await?;
+        self.db = Some(db.clone());
+        Ok(db)
     }
 
     /// How to open the next local transaction the proxy starts for an autocommit statement.

@@ -1,6 +1,6 @@
 //! What the proxy remembers about its MySQL session to save round trips: the statement count
 //! of a warm global UPDATE, autocommit between global and pass-through statements, the current
-//! database after `USE`, the session's `auto_increment_increment`, and the branch registered
+//! database after `USE` (imaging only in the resource's database), the session's `auto_increment_increment`, and the branch registered
 //! while an UPDATE runs.
 
 use std::collections::HashMap;
@@ -107,9 +107,10 @@ async fn pass_through_statements_autocommit_between_global_ones() {
     with_xid(XID, conn.query_drop("CREATE TABLE t2 (id INT PRIMARY KEY)"))
         .await
         .unwrap();
-    with_xid(XID, conn.query_drop("INSERT INTO t2 VALUES (1)"))
+    let autocommit: Option<i64> = with_xid(XID, conn.query_first("SELECT @@autocommit"))
         .await
-        .unwrap_err();
+        .unwrap();
+    assert_eq!(autocommit, Some(1));
     // A local transaction the application opens after a global statement still rolls back.
     conn.begin().await.unwrap();
     conn.query_drop("UPDATE account_tbl SET money = 0 WHERE id = 2")
@@ -130,61 +131,65 @@ async fn pass_through_statements_autocommit_between_global_ones() {
 }
 
 #[tokio::test]
-async fn use_inside_a_session_moves_statements_without_schema() {
+async fn use_inside_a_session_is_followed() {
     let db = TestDb::new(&[ACCOUNT, SEED]).await;
-    // Same table name, other columns: metadata from the wrong database would refuse `note`.
-    let other = TestDb::new(&[
-        "CREATE TABLE account_tbl (id INT PRIMARY KEY, note VARCHAR(20))",
-        "INSERT INTO account_tbl VALUES (1, 'x')",
-    ])
-    .await;
+    let other = TestDb::new(&[ACCOUNT, SEED]).await;
     // One pooled connection, so every checkout gets the same session back.
     let opts: mysql_async::Opts = OptsBuilder::from_opts(db.opts())
         .pool_opts(PoolOpts::default().with_constraints(PoolConstraints::new(1, 1).unwrap()))
         .into();
     let ds = db.rm.data_source_with_pool(Pool::new(opts.clone()), &opts);
+    let update = "UPDATE account_tbl SET money = money + 1 WHERE id = 1";
+    let refused = |e: &RmError| matches!(e, RmError::Unsupported { .. });
+
+    // In another database the undo log would land where phase two never looks: refused,
+    // before anything runs.
     let mut conn = ds.get_conn().await.unwrap();
     conn.query_drop(format!("USE `{}`", other.name))
         .await
         .unwrap();
-    with_xid(
-        XID,
-        conn.query_drop("UPDATE account_tbl SET note = 'y' WHERE id = 1"),
-    )
-    .await
-    .unwrap();
-    // The undo log goes to the session's database, as the statement did.
-    assert_eq!(other.undo_rows().await, 1);
+    let err = with_xid(XID, conn.query_drop(update)).await.unwrap_err();
+    assert!(refused(&err), "{err}");
 
-    // The pool's session reset keeps the current database.
+    // The pool's session reset keeps the current database: the next checkout knows it.
     drop(conn);
     let mut conn = ds.get_conn().await.unwrap();
-    with_xid(
-        XID,
-        conn.query_drop("UPDATE account_tbl SET note = 'z' WHERE id = 1"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(other.undo_rows().await, 2);
+    let err = with_xid(XID, conn.query_drop(update)).await.unwrap_err();
+    assert!(refused(&err), "{err}");
 
-    // A USE the proxy cannot see: taking raw() makes it ask again.
+    // Back in the resource's database, by name: no SELECT DATABASE() needed.
+    conn.query_drop(format!("USE `{}`", db.name)).await.unwrap();
+    with_xid(XID, conn.query_drop(update)).await.unwrap();
+    let before = counters(&mut conn).await;
+    with_xid(XID, conn.query_drop(update)).await.unwrap();
+    let after = counters(&mut conn).await;
+    assert_eq!(delta(&before, &after, "Com_select"), 2);
+
+    // A USE the proxy cannot see: taking raw() makes it ask the server again.
+    conn.raw()
+        .query_drop(format!("USE `{}`", other.name))
+        .await
+        .unwrap();
+    let err = with_xid(XID, conn.query_drop(update)).await.unwrap_err();
+    assert!(refused(&err), "{err}");
     conn.raw()
         .query_drop(format!("USE `{}`", db.name))
         .await
         .unwrap();
-    with_xid(
-        XID,
-        conn.query_drop("UPDATE account_tbl SET money = 5 WHERE id = 1"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(db.undo_rows().await, 1);
+    with_xid(XID, conn.query_drop(update)).await.unwrap();
+
     assert_eq!(db.tc.lock_keys(), vec!["account_tbl:1"; 3]);
+    assert_eq!(db.undo_rows().await, 3);
+    assert_eq!(other.undo_rows().await, 0);
+    assert_eq!(
+        db.count("SELECT money FROM account_tbl WHERE id = 1").await,
+        13
+    );
     assert_eq!(
         other
-            .rows("SELECT note FROM account_tbl WHERE id = 1")
+            .count("SELECT money FROM account_tbl WHERE id = 1")
             .await,
-        vec![vec![mysql_async::Value::from("z")]]
+        10
     );
     drop(conn);
     ds.pool().clone().disconnect().await.unwrap();
