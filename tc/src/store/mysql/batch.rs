@@ -24,13 +24,11 @@
 use std::collections::{HashMap, HashSet};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Row, Transaction, Value};
+use mysql_async::{Conn, Row, Value};
 use seata_protocol::GlobalStatus;
 
 use super::lease::Leases;
-use super::locks::{
-    insert_locks, push_lock_params, DUPLICATE_KEY, INSERT_LOCKS, LOCK_VALUES, RELEASE_TRANSACTIONS,
-};
+use super::locks::{insert_locks, push_lock_params, DUPLICATE_KEY, INSERT_LOCKS, LOCK_VALUES};
 use super::rows::{
     branch_with_xid_from_row, global_status, null_if_empty, placeholders, repeat_row, LockRow,
     BRANCH_COLUMNS_WITH_XID,
@@ -46,17 +44,19 @@ pub(super) type Answers = Vec<Result<Outcome, StoreError>>;
 /// unit by unit (a statement has at most 65,535 parameters, 7 per row).
 const MAX_COMBINED_LOCK_ROWS: usize = 1024;
 
-/// Runs `ops` inside `tx` without committing. `Err`: the caller must roll back.
+/// Runs `ops` on `tx`, a connection inside a DB transaction, without committing. `Err`:
+/// the caller must roll back.
 pub(super) async fn apply(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ops: &[Op],
     leases: &Leases,
 ) -> Result<Answers, StepError> {
     let mut answers: Answers = ops.iter().map(|_| Ok(Outcome::Done)).collect();
     insert_globals(tx, ops).await?;
     set_global_statuses(tx, ops).await?;
-    register(tx, ops, &mut answers).await?;
-    transition(tx, ops, leases, &mut answers).await?;
+    let found = read_statuses(tx, ops).await?;
+    register(tx, ops, &found, &mut answers).await?;
+    transition(tx, ops, &found, leases, &mut answers).await?;
     set_branch_statuses(tx, ops).await?;
     remove_branches(tx, ops).await?;
     remove_globals(tx, ops).await?;
@@ -100,22 +100,40 @@ fn xid_params(xids: &[&str]) -> Vec<Value> {
     xids.iter().map(|x| Value::from(*x)).collect()
 }
 
-/// `xid -> status` of the given global rows, read with `lock` (`LOCK IN SHARE MODE` or
-/// `FOR UPDATE`).
-async fn statuses(
-    tx: &mut Transaction<'_>,
-    xids: &[&str],
-    lock: &str,
-) -> Result<HashMap<String, i64>, StepError> {
+/// `xid -> status` of the global rows registers check and transitions compare, in one
+/// locking read (after this batch's own status updates). With a transition in the batch it
+/// reads `FOR UPDATE`, which the compare-and-set needs; a register then holds an exclusive
+/// rather than a shared lock, which only makes registers of the same transaction through
+/// other connections wait for this batch's commit. Without one, `LOCK IN SHARE MODE`:
+/// registers proceed together, while a decision's UPDATE of the row (on another TC) waits
+/// until this batch commits, and then reads its branches.
+async fn read_statuses(tx: &mut Conn, ops: &[Op]) -> Result<HashMap<String, i64>, StepError> {
+    let mut exclusive = false;
+    let xids = distinct(ops.iter().filter_map(|op| match op {
+        Op::Register(b) if b.check_status => Some(b.xid.as_str()),
+        Op::Transition { xid, .. } => {
+            exclusive = true;
+            Some(xid.as_str())
+        }
+        _ => None,
+    }));
+    if xids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let lock = if exclusive {
+        "FOR UPDATE"
+    } else {
+        "LOCK IN SHARE MODE"
+    };
     let sql = format!(
         "SELECT xid, status FROM global_table FORCE INDEX (PRIMARY) WHERE xid IN ({}) {lock}",
         placeholders(xids.len())
     );
-    let rows: Vec<(String, i64)> = tx.exec(sql, xid_params(xids)).await?;
+    let rows: Vec<(String, i64)> = tx.exec(sql, xid_params(&xids)).await?;
     Ok(rows.into_iter().collect())
 }
 
-async fn insert_globals(tx: &mut Transaction<'_>, ops: &[Op]) -> Result<(), StepError> {
+async fn insert_globals(tx: &mut Conn, ops: &[Op]) -> Result<(), StepError> {
     let mut params = Vec::new();
     let mut n = 0;
     for op in ops {
@@ -148,7 +166,7 @@ async fn insert_globals(tx: &mut Transaction<'_>, ops: &[Op]) -> Result<(), Step
 
 /// One `UPDATE ... WHERE xid IN` per status. Should one XID appear twice, its last status
 /// wins, as if the updates had run one after the other.
-async fn set_global_statuses(tx: &mut Transaction<'_>, ops: &[Op]) -> Result<(), StepError> {
+async fn set_global_statuses(tx: &mut Conn, ops: &[Op]) -> Result<(), StepError> {
     let mut last: Vec<(&str, GlobalStatus)> = Vec::new();
     for op in ops {
         if let Op::SetGlobalStatus { xid, status } = op {
@@ -160,10 +178,7 @@ async fn set_global_statuses(tx: &mut Transaction<'_>, ops: &[Op]) -> Result<(),
 }
 
 /// Sets each XID's status, one statement per distinct status.
-async fn update_statuses(
-    tx: &mut Transaction<'_>,
-    updates: &[(&str, GlobalStatus)],
-) -> Result<(), StepError> {
+async fn update_statuses(tx: &mut Conn, updates: &[(&str, GlobalStatus)]) -> Result<(), StepError> {
     let mut done: Vec<GlobalStatus> = Vec::new();
     for (_, status) in updates {
         if done.contains(status) {
@@ -187,12 +202,13 @@ async fn update_statuses(
     Ok(())
 }
 
-/// Registers: one locking read of the global statuses, one insert of every lock row, one
-/// insert of every branch row. A register refused on its status, or whose rows conflict,
+/// Registers: the statuses from [`read_statuses`], one insert of every lock row, one insert
+/// of every branch row. A register refused on its status, or whose rows conflict,
 /// writes nothing and is answered so.
 async fn register(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ops: &[Op],
+    found: &HashMap<String, i64>,
     answers: &mut Answers,
 ) -> Result<(), StepError> {
     let regs: Vec<(usize, &NewBranch)> = ops
@@ -206,18 +222,6 @@ async fn register(
     if regs.is_empty() {
         return Ok(());
     }
-    let checked = distinct(
-        regs.iter()
-            .filter(|(_, b)| b.check_status)
-            .map(|(_, b)| b.xid.as_str()),
-    );
-    // A shared lock: registers proceed together, while a decision's UPDATE of the row (on
-    // another TC) waits until this batch commits, and then reads its branches.
-    let found = if checked.is_empty() {
-        HashMap::new()
-    } else {
-        statuses(tx, &checked, "LOCK IN SHARE MODE").await?
-    };
     let mut accepted: Vec<(usize, &NewBranch)> = Vec::with_capacity(regs.len());
     for (i, b) in regs {
         if b.check_status {
@@ -247,7 +251,7 @@ async fn register(
 /// Inserts the lock rows of `regs`: all in one statement when none is held, else unit by
 /// unit so each conflict refuses only its own register. Returns the refused ones.
 async fn take_locks(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     regs: &[(usize, &NewBranch)],
     answers: &mut Answers,
 ) -> Result<HashSet<usize>, StepError> {
@@ -289,7 +293,7 @@ async fn take_locks(
 }
 
 async fn insert_branches(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     regs: &[(usize, &NewBranch)],
     answers: &mut Answers,
 ) -> Result<(), StepError> {
@@ -323,13 +327,14 @@ async fn insert_branches(
     Ok(())
 }
 
-/// Compare-and-set of global statuses: the rows are read `FOR UPDATE`, each transition is
-/// decided on what it finds (in batch order, so a second transition of one XID sees the
+/// Compare-and-set of global statuses: the rows were read `FOR UPDATE` ([`read_statuses`]),
+/// each transition is decided on what that found (in batch order, so a second transition of one XID sees the
 /// first), then the winners' statuses, leases, commit lock releases and branch lists take one
 /// statement each.
 async fn transition(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ops: &[Op],
+    found: &HashMap<String, i64>,
     leases: &Leases,
     answers: &mut Answers,
 ) -> Result<(), StepError> {
@@ -350,13 +355,8 @@ async fn transition(
         return Ok(());
     }
     let xids = distinct(wanted.iter().map(|w| w.2));
-    let mut current: HashMap<&str, Option<i64>> = HashMap::with_capacity(xids.len());
-    {
-        let found = statuses(tx, &xids, "FOR UPDATE").await?;
-        for x in &xids {
-            current.insert(x, found.get(*x).copied());
-        }
-    }
+    let mut current: HashMap<&str, Option<i64>> =
+        xids.iter().map(|x| (*x, found.get(*x).copied())).collect();
     let mut applied: Vec<(usize, i64, &str, GlobalStatus)> = Vec::new();
     for (i, tid, xid, from, to) in wanted {
         let status = current.get(xid).copied().flatten().map(global_status);
@@ -391,21 +391,35 @@ async fn transition(
             .map(|a| (a.1, a.2)),
     );
     leases.take_in(tx, &driving).await?;
-    // Commit decided: every row of phase one is final, so free them with the decision.
-    let committing = distinct(
+    // The branch list is stable from here on: a register of these transactions (from any
+    // connection) waits for the exclusive row lock `read_statuses` took.
+    let branches = branches_of(tx, &won).await?;
+    // Commit decided: every row of phase one is final, so free them with the decision. The
+    // rows are found by the branch ids just read (each lock row belongs to a branch row,
+    // inserted with it), which spares a join.
+    let released: Vec<Value> = distinct(
         applied
             .iter()
-            .filter(|a| matches!(a.3, GlobalStatus::Committing | GlobalStatus::AsyncCommitting))
+            .filter(|a| {
+                matches!(
+                    a.3,
+                    GlobalStatus::Committing | GlobalStatus::AsyncCommitting
+                )
+            })
             .map(|a| a.2),
-    );
-    if !committing.is_empty() {
+    )
+    .into_iter()
+    .filter_map(|x| branches.get(x))
+    .flatten()
+    .map(|b| Value::from(b.branch_id))
+    .collect();
+    if !released.is_empty() {
         let sql = format!(
-            "{RELEASE_TRANSACTIONS}({})",
-            placeholders(committing.len())
+            "DELETE l FROM lock_table l FORCE INDEX (idx_branch_id) WHERE l.branch_id IN ({})",
+            placeholders(released.len())
         );
-        tx.exec_drop(sql, xid_params(&committing)).await?;
+        tx.exec_drop(sql, released).await?;
     }
-    let branches = branches_of(tx, &won).await?;
     for (i, _, xid, _) in applied {
         let list = branches.get(xid).cloned().unwrap_or_default();
         set(
@@ -427,7 +441,7 @@ fn distinct_pairs<'a>(pairs: impl IntoIterator<Item = (i64, &'a str)>) -> Vec<(i
 /// Each XID's branches in registration order (see `sessions.rs`). A row that does not decode
 /// fails the batch, so that the writer isolates the transition it belongs to.
 async fn branches_of(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     xids: &[&str],
 ) -> Result<HashMap<String, Vec<StoredBranch>>, StepError> {
     let sql = format!(
@@ -446,7 +460,7 @@ async fn branches_of(
 }
 
 /// Branch status updates are rare (branch reports): one statement each.
-async fn set_branch_statuses(tx: &mut Transaction<'_>, ops: &[Op]) -> Result<(), StepError> {
+async fn set_branch_statuses(tx: &mut Conn, ops: &[Op]) -> Result<(), StepError> {
     for op in ops {
         if let Op::SetBranchStatus {
             xid,
@@ -466,7 +480,7 @@ async fn set_branch_statuses(tx: &mut Transaction<'_>, ops: &[Op]) -> Result<(),
 }
 
 /// Each branch goes with its lock rows.
-async fn remove_branches(tx: &mut Transaction<'_>, ops: &[Op]) -> Result<(), StepError> {
+async fn remove_branches(tx: &mut Conn, ops: &[Op]) -> Result<(), StepError> {
     let mut params = Vec::new();
     for op in ops {
         if let Op::RemoveBranch { xid, branch_id } = op {
@@ -487,7 +501,7 @@ async fn remove_branches(tx: &mut Transaction<'_>, ops: &[Op]) -> Result<(), Ste
 }
 
 /// Each global transaction goes with its branches, lock rows and lease.
-async fn remove_globals(tx: &mut Transaction<'_>, ops: &[Op]) -> Result<(), StepError> {
+async fn remove_globals(tx: &mut Conn, ops: &[Op]) -> Result<(), StepError> {
     let xids = distinct(ops.iter().filter_map(|op| match op {
         Op::RemoveGlobal { xid, .. } => Some(xid.as_str()),
         _ => None,

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use dashmap::DashSet;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Pool, Transaction, Value};
+use mysql_async::{Conn, Pool, Value};
 use tracing::{error, info};
 
 use super::db;
@@ -83,7 +83,7 @@ impl Leases {
     /// transaction, so the decisions and the leases land together): one multi-row upsert.
     pub(super) async fn take_in(
         &self,
-        tx: &mut Transaction<'_>,
+        tx: &mut Conn,
         taken: &[(i64, &str)],
     ) -> Result<(), mysql_async::Error> {
         if taken.is_empty() {

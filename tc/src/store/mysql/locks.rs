@@ -4,12 +4,16 @@
 //! row free and both believe they hold it. Here the primary key `row_key` decides: the rows
 //! are inserted with a plain multi-row `INSERT` inside the caller's transaction; a duplicate
 //! fails the statement, a locking read then finds who holds the duplicates, rows of the same
-//! xid are accepted (re-entrant) and the rest retried, and a row of another transaction makes
-//! the caller roll everything back (all-or-nothing). InnoDB makes a second inserter of the
-//! same key wait for the first one's outcome, so exactly one of two concurrent registers wins.
+//! xid are accepted (re-entrant) and the rest retried, and a row of another transaction
+//! refuses the register. Each insert is one statement, atomic on its own, so a refused
+//! register has inserted nothing and the caller's DB transaction can go on with other units
+//! (all-or-nothing per register; `batch.rs` first tries the rows of every register of a
+//! batch in one statement, and falls back to this per register on a duplicate). InnoDB makes
+//! a second inserter of the same key wait for the first one's outcome, so exactly one of two
+//! concurrent registers wins.
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Pool, Row, Transaction, TxOpts, Value};
+use mysql_async::{Pool, Row, TxOpts, Value};
 
 use super::rows::{lock_rows, placeholders, repeat_row, LockRow};
 use super::{db, is_lock_contention, server_code, StepError};
@@ -40,8 +44,8 @@ impl MysqlLockManager {
 /// statement failed; a deadlock or lock wait timeout ([`is_lock_contention`]) is passed up
 /// unchanged so a group commit can retry its batch, and a single register can call it a
 /// conflict.
-pub(super) async fn insert_locks(
-    tx: &mut Transaction<'_>,
+pub(super) async fn insert_locks<Q: Queryable>(
+    tx: &mut Q,
     owner: LockOwner,
     xid: &str,
     resource_id: &str,
@@ -135,11 +139,6 @@ fn conflict(resource_id: &str, row: Option<&LockRow>, holder: i64) -> LockError 
 pub(super) const RELEASE_TRANSACTION: &str = "DELETE l FROM branch_table b FORCE INDEX (idx_xid) \
      STRAIGHT_JOIN lock_table l FORCE INDEX (idx_branch_id) ON l.branch_id = b.branch_id \
      WHERE b.xid = ?";
-
-/// [`RELEASE_TRANSACTION`] for several transactions; append `(?, ...)`.
-pub(super) const RELEASE_TRANSACTIONS: &str = "DELETE l FROM branch_table b \
-     FORCE INDEX (idx_xid) STRAIGHT_JOIN lock_table l FORCE INDEX (idx_branch_id) \
-     ON l.branch_id = b.branch_id WHERE b.xid IN ";
 
 impl LockManager for MysqlLockManager {
     fn acquire<'a>(

@@ -5,7 +5,8 @@
 //!
 //! - `seata_rs_tc_node`: one row per server node number (the 10 id bits of a TC), leased by a
 //!   running TC, so TCs sharing a database get distinct ids without any configuration;
-//! - `seata_rs_tx_lease`: which TC drives a transaction's phase two, until when.
+//! - `seata_rs_tx_lease`: which TC drives a transaction's phase two (valid while that TC's
+//!   node row is unexpired, `lease.rs`).
 //!
 //! `scripts/sql/mysql.sql` holds the same statements for operators; a unit test keeps the two
 //! in step.

@@ -96,6 +96,11 @@ pub(super) enum Op {
 }
 
 impl Op {
+    /// Whether the unit forgets something: it goes to the removals' writer (`writer.rs`).
+    pub(super) fn is_removal(&self) -> bool {
+        matches!(self, Op::RemoveBranch { .. } | Op::RemoveGlobal { .. })
+    }
+
     /// The global transaction the unit writes; writers are chosen by it.
     pub(super) fn xid(&self) -> &str {
         match self {

@@ -6,8 +6,9 @@
 //!
 //! A unit goes to the writer chosen by its XID, so all writes of one global transaction meet
 //! in one queue, in the order they were issued, and two writers never touch the same
-//! `global_table`, `branch_table` or lease rows. Writers can still wait on each other over
-//! `lock_table` rows that two transactions both want; InnoDB breaks a cycle by rolling one
+//! `global_table`, `branch_table` or lease rows at once (the coordinator issues a session's
+//! next write only once the previous one was answered). Writers can still wait on each other
+//! over `lock_table` rows that two transactions both want; InnoDB breaks a cycle by rolling one
 //! batch back with a deadlock error, and that writer runs the batch again
 //! ([`BATCH_RETRIES`]), then, if it still fails, each unit on its own, where a deadlock of a
 //! register is a lock conflict as for a single register. A batch that fails for any other
@@ -16,13 +17,34 @@
 //! every unit: the outcome is unknown, and running it again could report a decision as lost
 //! that was in fact taken.
 //!
+//! Removals (of a branch, of a finished global transaction) go to a writer of their own.
+//! They are never what a client waits for in the common AT case (the async-commit job issues
+//! them, by the hundred per tick), and a batch of hundreds of multi-table deletes would hold
+//! up the begins, registers and decisions queued behind it. A removal only follows the
+//! session's earlier writes, which were answered (so committed) before it was issued, so it
+//! needs no ordering with the other writers; if one of its deletes and a register of another
+//! transaction wait on each other over a lock row, InnoDB's deadlock error makes one side
+//! run its batch again.
+//!
+//! Commits are pipelined: a writer has up to [`CONNECTIONS`] connections, and while one
+//! batch's COMMIT waits for the log flush (the larger part of a batch's time), the writer
+//! already runs the next batch's statements on another connection. A unit only waits for
+//! batches that were running before it was queued; it never depends on their outcome, since
+//! the coordinator awaits each write before it issues the next one of the same session.
+//! A later batch can wait on an earlier one's uncommitted rows, never the reverse (a batch
+//! that is committing waits for nothing), so pipelining adds no deadlock.
+//!
 //! Shutdown: [`Writers::close`] stops intake, and each writer finishes what is queued.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use mysql_async::{Conn, Opts, TxOpts};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -37,16 +59,21 @@ use crate::store::{BranchAdded, StoreError};
 /// Units per DB transaction at most. Bounds the statements' sizes (and so the number of
 /// distinct prepared statements a writer caches).
 const MAX_BATCH: usize = 128;
+/// Connections per writer: one runs a batch's statements while the others commit.
+const CONNECTIONS: usize = 3;
 /// Units waiting per writer before callers wait to queue (back-pressure).
 const QUEUE: usize = 1024;
 /// Runs of a batch that InnoDB chose as a deadlock victim, before it is split.
-const BATCH_RETRIES: usize = 2;
+const BATCH_RETRIES: usize = 3;
 /// Runs of a single unit that keeps losing deadlocks.
 const SINGLE_RETRIES: usize = 3;
 /// MariaDB/MySQL's ER_LOCK_DEADLOCK: the whole DB transaction was rolled back.
 const DEADLOCK: u16 = 1213;
-/// Prepared statements a writer keeps: multi-row statements differ by their row count.
-const STMT_CACHE: usize = 1024;
+/// Prepared statements a writer connection keeps: multi-row statements differ by their row
+/// count, so a busy writer uses a few hundred shapes; an evicted one costs a re-prepare.
+/// Bounded because the server caps prepared statements over all connections
+/// (`max_prepared_stmt_count`, 16,382 by default), which several TCs share.
+const STMT_CACHE: usize = 512;
 
 /// Group commits done and the units they carried, for the shutdown log.
 #[derive(Debug, Default)]
@@ -55,6 +82,9 @@ struct Stats {
     units: AtomicU64,
     retried: AtomicU64,
     split: AtomicU64,
+    /// Time spent running batches' statements, and waiting for their COMMITs, µs.
+    statements_us: AtomicU64,
+    commit_us: AtomicU64,
 }
 
 /// A unit with the caller waiting on it.
@@ -73,33 +103,41 @@ pub(super) struct Writers {
 }
 
 impl Writers {
-    /// Connects `count` writers (at least one), each on its own connection.
+    /// Starts `count` writers (at least one) and the removals' writer. Each connects once
+    /// now, so a bad URL fails the start-up, and opens its other connections when it first
+    /// needs them.
     pub(super) async fn start(
         opts: Opts,
         leases: Arc<Leases>,
         count: usize,
     ) -> Result<Self, StoreError> {
+        let mut init = opts.init().to_vec();
+        // Every statement then opens a DB transaction that lasts until COMMIT or ROLLBACK,
+        // which saves a round trip per batch.
+        init.push("SET SESSION autocommit = 0".to_owned());
         let opts: Opts = mysql_async::OptsBuilder::from_opts(opts)
+            .init(init)
             .stmt_cache_size(STMT_CACHE)
             .into();
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
         let stats = Arc::new(Stats::default());
-        let mut queues = Vec::with_capacity(count.max(1));
-        for _ in 0..count.max(1) {
+        let mut queues = Vec::with_capacity(count.max(1) + 1);
+        for _ in 0..count.max(1) + 1 {
             let conn = Conn::new(opts.clone()).await.map_err(db)?;
             let (tx, rx) = mpsc::channel(QUEUE);
             let writer = Writer {
                 rx,
-                conn: Some(conn),
+                idle: vec![conn],
+                committing: FuturesUnordered::new(),
                 opts: opts.clone(),
                 leases: leases.clone(),
                 stats: stats.clone(),
+                tracker: tracker.clone(),
             };
             tracker.spawn(writer.run(token.clone()));
             queues.push(tx);
         }
-        tracker.close();
         Ok(Writers {
             queues,
             token,
@@ -110,10 +148,16 @@ impl Writers {
 
     /// Queues `op` on its writer and waits until its batch committed.
     pub(super) async fn submit(&self, op: Op) -> Result<Outcome, StoreError> {
-        let n = self.queues.len();
+        // The last queue is the removals' writer (see the module doc).
+        let main = self.queues.len().saturating_sub(1);
+        let i = if op.is_removal() {
+            main
+        } else {
+            shard(op.xid(), main)
+        };
         let queue = self
             .queues
-            .get(shard(op.xid(), n))
+            .get(i)
             .ok_or_else(|| StoreError::Backend("db store has no writer".into()))?;
         let (reply, answer) = oneshot::channel();
         queue.send(Unit { op, reply }).await.map_err(|_| closed())?;
@@ -123,6 +167,7 @@ impl Writers {
     /// Stops intake and waits for the writers to finish what they hold.
     pub(super) async fn close(&self) {
         self.token.cancel();
+        self.tracker.close();
         self.tracker.wait().await;
         let commits = self.stats.commits.load(Ordering::Relaxed);
         let units = self.stats.units.load(Ordering::Relaxed);
@@ -132,6 +177,16 @@ impl Writers {
             units_per_commit = format!("{:.2}", units as f64 / commits.max(1) as f64),
             retried = self.stats.retried.load(Ordering::Relaxed),
             split = self.stats.split.load(Ordering::Relaxed),
+            statements_ms_per_commit = format!(
+                "{:.2}",
+                self.stats.statements_us.load(Ordering::Relaxed) as f64
+                    / 1e3
+                    / commits.max(1) as f64
+            ),
+            commit_ms_per_commit = format!(
+                "{:.2}",
+                self.stats.commit_us.load(Ordering::Relaxed) as f64 / 1e3 / commits.max(1) as f64
+            ),
             "db store writers stopped"
         );
     }
@@ -151,85 +206,184 @@ fn shard(xid: &str, writers: usize) -> usize {
     usize::try_from(h % writers.max(1) as u64).unwrap_or(0)
 }
 
-/// Why a batch did not commit.
+/// Why a batch's statements did not run to the end.
 enum Failure {
-    /// Rolled back before COMMIT: running the units again is safe.
+    /// Rolled back: running the units again is safe.
     RolledBack(StepError),
-    /// The connection broke or COMMIT failed: the outcome is unknown.
+    /// The connection broke: the outcome is unknown.
     Unknown(StoreError),
+}
+
+/// A batch whose statements ran, after its COMMIT: the connection back (`None` if it broke).
+struct Committed {
+    conn: Option<Conn>,
+    ops: Vec<Op>,
+    replies: Vec<oneshot::Sender<Result<Outcome, StoreError>>>,
+    answers: Answers,
+    result: Result<(), mysql_async::Error>,
 }
 
 struct Writer {
     rx: mpsc::Receiver<Unit>,
-    /// `None` after a connection failure, until the next batch reconnects.
-    conn: Option<Conn>,
+    /// Connections not in use.
+    idle: Vec<Conn>,
+    /// COMMITs in flight, each on its own connection.
+    committing: FuturesUnordered<JoinHandle<Committed>>,
     opts: Opts,
     leases: Arc<Leases>,
     stats: Arc<Stats>,
+    tracker: TaskTracker,
 }
 
 impl Writer {
     async fn run(mut self, token: CancellationToken) {
         let mut closing = false;
-        loop {
-            let first = if closing {
-                self.rx.recv().await
-            } else {
-                tokio::select! {
-                    unit = self.rx.recv() => unit,
-                    () = token.cancelled() => {
-                        // Refuse new units; those queued are still received and written.
-                        closing = true;
-                        self.rx.close();
-                        continue;
-                    }
+        let mut drained = false;
+        while !(drained && self.committing.is_empty()) {
+            let free = !self.idle.is_empty() || self.committing.len() + 1 < CONNECTIONS;
+            tokio::select! {
+                Some(done) = self.committing.next(), if !self.committing.is_empty() => {
+                    self.finish(done);
                 }
-            };
-            let Some(first) = first else { break };
-            let mut units = vec![first];
-            while units.len() < MAX_BATCH {
-                match self.rx.try_recv() {
-                    Ok(u) => units.push(u),
-                    Err(_) => break,
+                unit = self.rx.recv(), if free && !drained => {
+                    let Some(first) = unit else {
+                        drained = true;
+                        continue;
+                    };
+                    let mut units = vec![first];
+                    while units.len() < MAX_BATCH {
+                        match self.rx.try_recv() {
+                            Ok(u) => units.push(u),
+                            Err(_) => break,
+                        }
+                    }
+                    self.process(units).await;
+                }
+                () = token.cancelled(), if !closing => {
+                    // Refuse new units; those queued are still received and written.
+                    closing = true;
+                    self.rx.close();
                 }
             }
-            self.process(units).await;
         }
-        if let Some(conn) = self.conn.take() {
+        for conn in self.idle.drain(..) {
             if let Err(e) = conn.disconnect().await {
                 debug!(error = %e, "db store writer connection did not close cleanly");
             }
         }
     }
 
-    /// Writes `units` as one batch, retrying or splitting it as the module doc says, and
-    /// answers every unit.
+    /// Answers the units of a batch whose COMMIT returned.
+    fn finish(&mut self, done: Result<Committed, tokio::task::JoinError>) {
+        let Ok(done) = done else {
+            // The commit task panicked or was cancelled: its units got no answer, and their
+            // callers see the store as closed.
+            warn!("db store commit task ended abnormally");
+            return;
+        };
+        if let Some(conn) = done.conn {
+            self.idle.push(conn);
+        }
+        match done.result {
+            Ok(()) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .units
+                    .fetch_add(done.ops.len() as u64, Ordering::Relaxed);
+                after_commit(&done.ops, &done.answers, &self.leases);
+                for (reply, answer) in done.replies.into_iter().zip(done.answers) {
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => {
+                // The outcome is unknown: running the batch again could, say, report a
+                // decision as lost that was in fact taken.
+                warn!(error = %e, units = done.ops.len(), "db store COMMIT failed; its writes may or may not have happened");
+                for reply in done.replies {
+                    let _ = reply.send(Err(db_message(&e)));
+                }
+            }
+        }
+    }
+
+    /// A connection for the next batch: an idle one, a new one, or the next to finish
+    /// committing.
+    async fn connection(&mut self) -> Result<Conn, StoreError> {
+        loop {
+            if let Some(conn) = self.idle.pop() {
+                return Ok(conn);
+            }
+            if self.committing.len() + 1 < CONNECTIONS {
+                return Conn::new(self.opts.clone()).await.map_err(db);
+            }
+            match self.committing.next().await {
+                Some(done) => self.finish(done),
+                None => return Conn::new(self.opts.clone()).await.map_err(db),
+            }
+        }
+    }
+
+    /// Runs `units` as one batch and starts its COMMIT, retrying or splitting it as the
+    /// module doc says; every unit is answered, now or when its COMMIT returns.
     async fn process(&mut self, units: Vec<Unit>) {
         let mut work: Vec<(Vec<Unit>, usize)> = vec![(units, 0)];
         while let Some((units, tries)) = work.pop() {
             let (ops, replies): (Vec<Op>, Vec<_>) =
                 units.into_iter().map(|u| (u.op, u.reply)).unzip();
-            match self.execute(&ops).await {
-                Ok(answers) => {
-                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .units
-                        .fetch_add(ops.len() as u64, Ordering::Relaxed);
-                    after_commit(&ops, &answers, &self.leases);
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(answer);
+            let mut conn = match self.connection().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    warn!(error = %e, "db store writer cannot connect");
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Backend(e.to_string())));
                     }
+                    continue;
+                }
+            };
+            let started = std::time::Instant::now();
+            let ran = run_statements(&mut conn, &ops, &self.leases).await;
+            self.stats
+                .statements_us
+                .fetch_add(elapsed_us(started), Ordering::Relaxed);
+            match ran {
+                Ok(answers) => {
+                    let stats = self.stats.clone();
+                    let commit = async move {
+                        let started = std::time::Instant::now();
+                        let result = conn.query_drop("COMMIT").await;
+                        stats
+                            .commit_us
+                            .fetch_add(elapsed_us(started), Ordering::Relaxed);
+                        let conn = match &result {
+                            Err(e) if server_code(e).is_none() => None,
+                            _ => Some(conn),
+                        };
+                        Committed {
+                            conn,
+                            ops,
+                            replies,
+                            answers,
+                            result,
+                        }
+                    };
+                    self.committing.push(self.tracker.spawn(commit));
                 }
                 Err(Failure::Unknown(e)) => {
-                    warn!(error = %e, units = ops.len(), "db store batch failed; its writes may or may not have happened");
+                    warn!(error = %e, units = ops.len(), "db store connection failed mid-batch; its writes did not commit");
                     for reply in replies {
                         let _ = reply.send(Err(StoreError::Backend(e.to_string())));
                     }
                 }
                 Err(Failure::RolledBack(e)) => {
-                    let deadlock = matches!(&e, StepError::Db(d) if server_code(d) == Some(DEADLOCK));
+                    self.idle.push(conn);
+                    let deadlock =
+                        matches!(&e, StepError::Db(d) if server_code(d) == Some(DEADLOCK));
                     let single = ops.len() == 1;
-                    let limit = if single { SINGLE_RETRIES } else { BATCH_RETRIES };
+                    let limit = if single {
+                        SINGLE_RETRIES
+                    } else {
+                        BATCH_RETRIES
+                    };
                     let units = ops
                         .into_iter()
                         .zip(replies)
@@ -248,64 +402,34 @@ impl Writer {
             }
         }
     }
-
-    /// Runs `ops` in one DB transaction and commits it.
-    async fn execute(&mut self, ops: &[Op]) -> Result<Answers, Failure> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => {
-                let conn = Conn::new(self.opts.clone())
-                    .await
-                    .map_err(|e| Failure::Unknown(db(e)))?;
-                self.conn.insert(conn)
-            }
-        };
-        let (result, broken) = in_transaction(conn, ops, &self.leases).await;
-        if broken {
-            self.conn = None;
-        }
-        result
-    }
 }
 
-/// `(result, whether the connection must be dropped)`.
-async fn in_transaction(
-    conn: &mut Conn,
-    ops: &[Op],
-    leases: &Leases,
-) -> (Result<Answers, Failure>, bool) {
-    let mut tx = match conn.start_transaction(TxOpts::default()).await {
-        Ok(tx) => tx,
-        // Nothing ran; a server error leaves the connection usable.
-        Err(e) => {
-            let broken = server_code(&e).is_none();
-            return (Err(Failure::Unknown(db(e))), broken);
-        }
-    };
-    match apply(&mut tx, ops, leases).await {
-        Ok(answers) => match tx.commit().await {
-            Ok(()) => (Ok(answers), false),
-            Err(e) => {
-                let broken = server_code(&e).is_none();
-                (Err(Failure::Unknown(db(e))), broken)
-            }
-        },
+fn elapsed_us(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+fn db_message(e: &mysql_async::Error) -> StoreError {
+    StoreError::Backend(format!("database: {e}"))
+}
+
+/// Runs `ops` on `conn` (autocommit off, so inside one DB transaction) up to, not including,
+/// COMMIT; rolls back on failure. `Err(Unknown)`: drop the connection.
+async fn run_statements(conn: &mut Conn, ops: &[Op], leases: &Leases) -> Result<Answers, Failure> {
+    match apply(conn, ops, leases).await {
+        Ok(answers) => Ok(answers),
         Err(StepError::Db(e)) if server_code(&e).is_none() => {
-            // The connection broke mid-batch; the server rolls back what it had when it
-            // notices, but we cannot tell when: report, do not repeat.
-            drop(tx);
-            (Err(Failure::Unknown(db(e))), true)
+            // The connection broke mid-batch; the server rolls back what it had.
+            Err(Failure::Unknown(db(e)))
         }
-        Err(e) => match tx.rollback().await {
-            Ok(()) => (Err(Failure::RolledBack(e)), false),
+        Err(e) => match conn.query_drop("ROLLBACK").await {
+            Ok(()) => Err(Failure::RolledBack(e)),
             Err(r) => {
                 warn!(error = %r, "db store could not roll a batch back; reconnecting");
-                (Err(Failure::Unknown(e.into_store())), true)
+                Err(Failure::Unknown(e.into_store()))
             }
         },
     }
 }
-
 /// The answer of a unit that failed on its own: a register that lost a deadlock or waited too
 /// long for a row is refused with a lock conflict, which the RM retries like any other.
 fn single_failure(op: &Op, e: StepError) -> Result<Outcome, StoreError> {
