@@ -272,6 +272,19 @@ mod tests {
     }
 
     #[test]
+    fn readme_config_example_is_the_defaults() {
+        // Keeps the README's documented config in step with the code.
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("Config file (TOML")
+            .and_then(|i| readme[i..].find("```toml").map(|j| i + j + "```toml".len()))
+            .expect("README has the config example");
+        let end = start + readme[start..].find("```").expect("closed code block");
+        let parsed = TcConfig::from_toml(&readme[start..end]).expect("README example parses");
+        assert_eq!(parsed, TcConfig::default());
+    }
+
+    #[test]
     fn validate_names_the_field() {
         let mut c = TcConfig::default();
         c.recovery.timeout_retry_period_ms = 0;
