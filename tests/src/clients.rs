@@ -10,7 +10,10 @@ use seata_protocol::rpc::{
 };
 use seata_protocol::{
     BranchCommitResponse, BranchRegisterRequest, BranchRegisterResponse, BranchRollbackResponse,
-    BranchStatus, BranchType, GlobalBeginRequest, GlobalBeginResponse, Message, TxResult,
+    BranchStatus, BranchType, GlobalBeginRequest, GlobalBeginResponse, GlobalCommitRequest,
+    GlobalCommitResponse, GlobalLockQueryRequest, GlobalLockQueryResponse, GlobalRollbackRequest,
+    GlobalRollbackResponse, GlobalStatus, GlobalStatusRequest, GlobalStatusResponse, Message,
+    TxResult,
 };
 use tokio::sync::Notify;
 
@@ -231,4 +234,87 @@ impl TestRm {
             }
         }
     }
+}
+
+/// How long the polling helpers wait before failing the test (the TC's jobs tick every second;
+/// a killed TC's transactions move after its lease).
+pub const WAIT: Duration = Duration::from_secs(40);
+
+/// Sends a request and waits for its answer, retrying while no TC answers (e.g. while the
+/// client reconnects after a TC was killed); fails the test after [`WAIT`].
+pub async fn call<T, M>(client: &TcClient, msg: impl Fn() -> M) -> T
+where
+    M: Into<Message>,
+    T: TryFrom<Message, Error = Message>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match client.request::<T>(msg()).await {
+            Ok(r) => return r,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "no answer: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The TC's status of `xid`.
+pub async fn status(tm: &TcClient, xid: &str) -> GlobalStatus {
+    let r: GlobalStatusResponse = call(tm, || GlobalStatusRequest {
+        xid: xid.into(),
+        extra_data: String::new(),
+    })
+    .await;
+    assert!(r.result.is_success(), "{:?}", r.result);
+    r.global_status
+}
+
+/// Polls the status of `xid` until it is `want`, at most [`WAIT`].
+pub async fn wait_status(tm: &TcClient, xid: &str, want: GlobalStatus) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = status(tm, xid).await;
+        if s == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{xid} stuck in {s}, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Global commit.
+pub async fn commit(tm: &TcClient, xid: &str) -> GlobalCommitResponse {
+    call(tm, || GlobalCommitRequest {
+        xid: xid.into(),
+        extra_data: String::new(),
+    })
+    .await
+}
+
+/// Global rollback.
+pub async fn rollback(tm: &TcClient, xid: &str) -> GlobalRollbackResponse {
+    call(tm, || GlobalRollbackRequest {
+        xid: xid.into(),
+        extra_data: String::new(),
+    })
+    .await
+}
+
+/// Whether no global transaction holds any row of `lock_key` on `resource` (a global lock
+/// query without an XID: the TC's lock state as a client sees it).
+pub async fn lockable(rm: &TestRm, resource: &str, lock_key: &str) -> bool {
+    let r: GlobalLockQueryResponse = call(&rm.client, || GlobalLockQueryRequest {
+        xid: String::new(),
+        branch_type: BranchType::At,
+        resource_id: resource.into(),
+        lock_key: lock_key.into(),
+        application_data: String::new(),
+    })
+    .await;
+    assert!(r.result.is_success(), "{:?}", r.result);
+    r.lockable
 }

@@ -4,65 +4,19 @@
 //! without the crash. Row locks held before the crash must still refuse other transactions.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use seata_it::clients::{begin, tm, Answer, Phase, TestRm};
+use seata_it::clients::{
+    begin, commit, rollback, status, tm, wait_status, Answer, Phase, TestRm, WAIT,
+};
 use seata_it::tc::{tc_binary, TcProcess};
 use seata_protocol::rpc::TcClient;
-use seata_protocol::{
-    BranchRegisterResponse, BranchType, GlobalCommitRequest, GlobalCommitResponse,
-    GlobalRollbackRequest, GlobalRollbackResponse, GlobalStatus, GlobalStatusRequest,
-    GlobalStatusResponse, TransactionExceptionCode,
-};
+use seata_protocol::{BranchRegisterResponse, BranchType, GlobalStatus, TransactionExceptionCode};
 
-const WAIT: Duration = Duration::from_secs(30);
 const DB: &str = "jdbc:mysql://127.0.0.1:3306/durability";
 const TCC: &str = "tcc-durability";
 
 fn file_tc() -> TcProcess {
     TcProcess::start_with(&["--store", "file"])
-}
-
-async fn status(tm: &TcClient, xid: &str) -> GlobalStatus {
-    let r: GlobalStatusResponse = tm
-        .request(GlobalStatusRequest {
-            xid: xid.into(),
-            extra_data: String::new(),
-        })
-        .await
-        .expect("status answered");
-    r.global_status
-}
-
-/// Polls the status until `done` holds (bounded; the TC's retry jobs tick every second).
-async fn wait_status(tm: &TcClient, xid: &str, done: impl Fn(GlobalStatus) -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let s = status(tm, xid).await;
-        if done(s) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{xid} stuck in {s}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn commit(tm: &TcClient, xid: &str) -> GlobalCommitResponse {
-    tm.request(GlobalCommitRequest {
-        xid: xid.into(),
-        extra_data: String::new(),
-    })
-    .await
-    .expect("commit answered")
-}
-
-async fn rollback(tm: &TcClient, xid: &str) -> GlobalRollbackResponse {
-    tm.request(GlobalRollbackRequest {
-        xid: xid.into(),
-        extra_data: String::new(),
-    })
-    .await
-    .expect("rollback answered")
 }
 
 /// An RM connection that serves no resource, so the TC never sends it phase two: it only
@@ -172,7 +126,7 @@ async fn rollback_interrupted_mid_retry_finishes_after_a_crash() {
             .any(|c| c.phase == Phase::Rollback && c.branch_id == b.branch_id)
     })
     .await;
-    wait_status(&tm2, &xid, |s| s == GlobalStatus::Finished).await;
+    wait_status(&tm2, &xid, GlobalStatus::Finished).await;
     assert!(probe
         .register(&other, DB, "order:9")
         .await
@@ -205,7 +159,7 @@ async fn synchronous_commit_interrupted_mid_retry_finishes_after_a_crash() {
         .wait_for(WAIT, |c| c.iter().any(|c| c.branch_id == b.branch_id))
         .await;
     assert!(calls.iter().all(|c| c.phase == Phase::Commit), "{calls:?}");
-    wait_status(&tm2, &xid, |s| s == GlobalStatus::Finished).await;
+    wait_status(&tm2, &xid, GlobalStatus::Finished).await;
 }
 
 #[tokio::test]
@@ -247,7 +201,7 @@ async fn async_commit_interrupted_mid_retry_finishes_after_a_crash() {
         })
         .await;
     assert!(calls.iter().all(|c| c.phase == Phase::Commit), "{calls:?}");
-    wait_status(&tm2, &xid, |s| s == GlobalStatus::Finished).await;
+    wait_status(&tm2, &xid, GlobalStatus::Finished).await;
 }
 
 #[tokio::test]
@@ -290,7 +244,7 @@ async fn mixed_transactions_each_reach_their_final_state_across_two_crashes() {
     }
     // Rolled back or committed before the crash: finished, or (AT commit) finishing.
     for xid in &done {
-        wait_status(&tm3, xid, |s| s == GlobalStatus::Finished).await;
+        wait_status(&tm3, xid, GlobalStatus::Finished).await;
     }
     for (xid, _) in &open {
         assert_eq!(
@@ -299,7 +253,7 @@ async fn mixed_transactions_each_reach_their_final_state_across_two_crashes() {
         );
     }
     for (xid, _) in &open {
-        wait_status(&tm3, xid, |s| s == GlobalStatus::Finished).await;
+        wait_status(&tm3, xid, GlobalStatus::Finished).await;
     }
 }
 

@@ -2,94 +2,15 @@
 //! decided by the database, takeover of a killed TC's transactions, recovery on restart.
 //! Every wait polls with a deadline; nothing asserts on timing.
 
-use std::time::Duration;
-
-use seata_it::clients::{begin, tm, Answer, Phase, TestRm};
-use seata_it::db_store::{tm_all, TestDb};
-use seata_protocol::rpc::TcClient;
-use seata_protocol::{
-    BranchType, GlobalCommitRequest, GlobalCommitResponse, GlobalLockQueryRequest,
-    GlobalLockQueryResponse, GlobalRollbackRequest, GlobalRollbackResponse, GlobalStatus,
-    GlobalStatusRequest, GlobalStatusResponse,
+use seata_it::clients::{
+    begin, commit, lockable, rollback, status, tm, wait_status, Answer, Phase, TestRm, WAIT,
 };
+use seata_it::db_store::{tm_all, TestDb};
+use seata_protocol::{BranchType, GlobalStatus};
 
-const WAIT: Duration = Duration::from_secs(40);
 const RES: &str = "jdbc:mysql://127.0.0.1:3306/ha";
 /// Lease of the TCs in these tests, ms: short, so a killed TC's work moves on quickly.
 const LEASE_MS: u64 = 1_500;
-
-/// Sends a request, retrying while a connection is being re-established (after a kill).
-async fn call<T, M, F>(tm: &TcClient, msg: F) -> T
-where
-    M: Into<seata_protocol::Message>,
-    F: Fn() -> M,
-    T: TryFrom<seata_protocol::Message, Error = seata_protocol::Message>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tm.request::<T>(msg()).await {
-            Ok(r) => return r,
-            Err(e) => {
-                assert!(tokio::time::Instant::now() < deadline, "no answer: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn status(tm: &TcClient, xid: &str) -> GlobalStatus {
-    let r: GlobalStatusResponse = call(tm, || GlobalStatusRequest {
-        xid: xid.into(),
-        extra_data: String::new(),
-    })
-    .await;
-    assert!(r.result.is_success(), "{:?}", r.result);
-    r.global_status
-}
-
-async fn wait_status(tm: &TcClient, xid: &str, want: GlobalStatus) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let s = status(tm, xid).await;
-        if s == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{xid} stuck in {s}, wanted {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn commit(tm: &TcClient, xid: &str) -> GlobalCommitResponse {
-    call(tm, || GlobalCommitRequest {
-        xid: xid.into(),
-        extra_data: String::new(),
-    })
-    .await
-}
-
-async fn rollback(tm: &TcClient, xid: &str) -> GlobalRollbackResponse {
-    call(tm, || GlobalRollbackRequest {
-        xid: xid.into(),
-        extra_data: String::new(),
-    })
-    .await
-}
-
-async fn lockable(rm: &TestRm, lock_key: &str) -> bool {
-    let r: GlobalLockQueryResponse = call(&rm.client, || GlobalLockQueryRequest {
-        xid: String::new(),
-        branch_type: BranchType::At,
-        resource_id: RES.into(),
-        lock_key: lock_key.into(),
-        application_data: String::new(),
-    })
-    .await;
-    assert!(r.result.is_success());
-    r.lockable
-}
 
 #[tokio::test]
 async fn transactions_run_through_either_tc() {
@@ -115,7 +36,7 @@ async fn transactions_run_through_either_tc() {
         .await
         .result
         .is_success());
-    assert!(!lockable(&rm_b, "acct:2").await);
+    assert!(!lockable(&rm_b, RES, "acct:2").await);
     assert_eq!(status(&tm_b, &xid).await, GlobalStatus::Begin);
 
     let r = commit(&tm_b, &xid).await;
@@ -132,7 +53,7 @@ async fn transactions_run_through_either_tc() {
     assert!(calls
         .iter()
         .all(|c| c.phase == Phase::Commit && c.xid == xid));
-    assert!(lockable(&rm_a, "acct:1;acct:2").await);
+    assert!(lockable(&rm_a, RES, "acct:1;acct:2").await);
     // A commit repeated on A, whose copy is stale, answers from the store.
     assert_eq!(
         commit(&tm_a, &xid).await.global_status,
@@ -231,7 +152,7 @@ async fn survivor_finishes_phase_two_of_a_killed_tc() {
             "{xid} {phase:?} not driven by B: {calls:#?}"
         );
     }
-    assert!(lockable(&rm_b, "k:1,2,3,4").await);
+    assert!(lockable(&rm_b, RES, "k:1,2,3,4").await);
     assert_eq!(db.count("global_table").await, 0);
     assert_eq!(db.count("branch_table").await, 0);
 }
@@ -259,7 +180,7 @@ async fn restarted_tc_recovers_from_the_database() {
     assert!(tm.wait_connected(WAIT).await, "TM reconnects");
     // The open transaction is found in the database and still holds its row.
     assert_eq!(status(&tm, &open).await, GlobalStatus::Begin);
-    assert!(!lockable(&rm, "r:2").await);
+    assert!(!lockable(&rm, RES, "r:2").await);
     let r = commit(&tm, &open).await;
     assert_eq!(r.global_status, GlobalStatus::Committed, "{:?}", r.result);
     // The rollback of the previous run is taken over once its lease expires.
@@ -269,5 +190,5 @@ async fn restarted_tc_recovers_from_the_database() {
         .calls()
         .iter()
         .any(|c| c.xid == rb && c.phase == Phase::Rollback));
-    assert!(lockable(&rm, "r:1;r:2").await);
+    assert!(lockable(&rm, RES, "r:1;r:2").await);
 }

@@ -1,84 +1,18 @@
 //! The real `seata-tc` over TCP, driven with the protocol crate: registration, both phase-two
 //! paths, row locks, timeouts, RM loss and return, bad frames, merged requests, heartbeats.
 
-use std::time::Duration;
-
 use futures::{SinkExt, StreamExt};
-use seata_it::clients::{begin, tm, Answer, Phase, TestRm};
+use seata_it::clients::{
+    begin, commit, lockable, rollback, status, tm, wait_status, Answer, Phase, TestRm, WAIT,
+};
 use seata_it::tc::TcProcess;
-use seata_protocol::rpc::TcClient;
 use seata_protocol::{
-    BranchType, GlobalBeginRequest, GlobalCommitRequest, GlobalCommitResponse,
-    GlobalLockQueryRequest, GlobalLockQueryResponse, GlobalRollbackRequest, GlobalRollbackResponse,
-    GlobalStatus, GlobalStatusRequest, GlobalStatusResponse, MergedWarpMessage, Message,
+    BranchType, GlobalBeginRequest, GlobalStatus, GlobalStatusRequest, MergedWarpMessage, Message,
     MessageType, RegisterTmRequest, RpcFrame, SeataCodec, TransactionExceptionCode, SEATA_VERSION,
 };
 use tokio_util::codec::Framed;
 
-const WAIT: Duration = Duration::from_secs(20);
 const DB: &str = "jdbc:mysql://127.0.0.1:3306/it";
-
-async fn status(tm: &TcClient, xid: &str) -> GlobalStatus {
-    let r: GlobalStatusResponse = tm
-        .request(GlobalStatusRequest {
-            xid: xid.into(),
-            extra_data: String::new(),
-        })
-        .await
-        .expect("status");
-    r.global_status
-}
-
-/// Polls the status until `done` (bounded; the TC's jobs run every second).
-async fn wait_status(
-    tm: &TcClient,
-    xid: &str,
-    done: impl Fn(GlobalStatus) -> bool,
-) -> GlobalStatus {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let s = status(tm, xid).await;
-        if done(s) {
-            return s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{xid} stuck in {s}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn lockable(rm: &TestRm, lock_key: &str) -> bool {
-    let r: GlobalLockQueryResponse = rm
-        .client
-        .request(GlobalLockQueryRequest {
-            xid: String::new(),
-            branch_type: BranchType::At,
-            resource_id: DB.into(),
-            lock_key: lock_key.into(),
-            application_data: String::new(),
-        })
-        .await
-        .expect("lock query");
-    assert!(r.result.is_success());
-    r.lockable
-}
-
-async fn commit(tm: &TcClient, xid: &str) -> GlobalCommitResponse {
-    tm.request(GlobalCommitRequest {
-        xid: xid.into(),
-        extra_data: String::new(),
-    })
-    .await
-    .expect("commit answered")
-}
-
-async fn rollback(tm: &TcClient, xid: &str) -> GlobalRollbackResponse {
-    tm.request(GlobalRollbackRequest {
-        xid: xid.into(),
-        extra_data: String::new(),
-    })
-    .await
-    .expect("rollback answered")
-}
 
 #[tokio::test]
 async fn at_commit_is_async_and_every_branch_gets_phase_two() {
@@ -91,7 +25,7 @@ async fn at_commit_is_async_and_every_branch_gets_phase_two() {
     let b2 = rm.register(&xid, DB, "account:2").await;
     assert!(b1.result.is_success() && b2.result.is_success());
     assert_ne!(b1.branch_id, b2.branch_id);
-    assert!(!lockable(&rm, "account:1").await);
+    assert!(!lockable(&rm, DB, "account:1").await);
 
     let r = commit(&tm, &xid).await;
     assert!(r.result.is_success(), "{:?}", r.result);
@@ -100,8 +34,8 @@ async fn at_commit_is_async_and_every_branch_gets_phase_two() {
     assert!(calls
         .iter()
         .all(|c| c.phase == Phase::Commit && c.xid == xid));
-    wait_status(&tm, &xid, |s| s == GlobalStatus::Finished).await;
-    assert!(lockable(&rm, "account:1;account:2").await);
+    wait_status(&tm, &xid, GlobalStatus::Finished).await;
+    assert!(lockable(&rm, DB, "account:1;account:2").await);
 }
 
 #[tokio::test]
@@ -129,7 +63,7 @@ async fn rollback_undoes_branches_in_reverse_order_then_frees_rows() {
     expected.reverse();
     assert_eq!(order, expected);
     assert!(calls.iter().all(|c| c.phase == Phase::Rollback));
-    assert!(lockable(&rm, "t:1,2,3").await);
+    assert!(lockable(&rm, DB, "t:1,2,3").await);
     assert_eq!(status(&tm, &xid).await, GlobalStatus::Finished);
 }
 
@@ -183,8 +117,8 @@ async fn expired_transaction_is_rolled_back_by_the_tc() {
         c.iter().any(|c| c.phase == Phase::Rollback && c.xid == xid)
     })
     .await;
-    wait_status(&tm, &xid, |s| s == GlobalStatus::Finished).await;
-    assert!(lockable(&rm, "order:1").await);
+    wait_status(&tm, &xid, GlobalStatus::Finished).await;
+    assert!(lockable(&rm, DB, "order:1").await);
     // The TM's late commit learns the transaction is over.
     let late = commit(&tm, &xid).await;
     assert_ne!(late.global_status, GlobalStatus::Committed);
@@ -213,8 +147,8 @@ async fn branch_of_a_vanished_rm_completes_when_an_rm_for_the_resource_returns()
         c.iter().any(|c| c.phase == Phase::Rollback && c.xid == xid)
     })
     .await;
-    wait_status(&tm, &xid, |s| s == GlobalStatus::Finished).await;
-    assert!(lockable(&back, "pay:1").await);
+    wait_status(&tm, &xid, GlobalStatus::Finished).await;
+    assert!(lockable(&back, DB, "pay:1").await);
 }
 
 #[tokio::test]
@@ -228,12 +162,12 @@ async fn retryable_rollback_failure_is_retried_until_it_succeeds() {
     let r = rollback(&tm, &xid).await;
     assert_eq!(r.global_status, GlobalStatus::RollbackRetrying);
     assert!(
-        !lockable(&rm, "r:1").await,
+        !lockable(&rm, DB, "r:1").await,
         "rows stay locked until really undone"
     );
     rm.answer(Answer::Done);
-    wait_status(&tm, &xid, |s| s == GlobalStatus::Finished).await;
-    assert!(lockable(&rm, "r:1").await);
+    wait_status(&tm, &xid, GlobalStatus::Finished).await;
+    assert!(lockable(&rm, DB, "r:1").await);
 }
 
 #[tokio::test]
