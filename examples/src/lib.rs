@@ -8,19 +8,7 @@ use anyhow::{bail, Context};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
-/// Seata 1.2's `undo_log` DDL for MySQL. Every database an AT resource writes to needs it.
-pub const UNDO_LOG_DDL: &str = "CREATE TABLE undo_log (
-    id BIGINT(20) NOT NULL AUTO_INCREMENT,
-    branch_id BIGINT(20) NOT NULL,
-    xid VARCHAR(100) NOT NULL,
-    context VARCHAR(128) NOT NULL,
-    rollback_info LONGBLOB NOT NULL,
-    log_status INT(11) NOT NULL,
-    log_created DATETIME NOT NULL,
-    log_modified DATETIME NOT NULL,
-    PRIMARY KEY (id),
-    UNIQUE KEY ux_undo_log (xid, branch_id)
-) ENGINE = InnoDB AUTO_INCREMENT = 1 DEFAULT CHARSET = utf8";
+pub use seata_rm::at::undo::UNDO_LOG_DDL;
 
 /// Logs to stderr at `RUST_LOG` (default `warn`, so lock-conflict retries stay quiet).
 pub fn init_tracing() {

@@ -14,6 +14,21 @@ use super::json::{self, base64_decode, base64_encode, write_str, Json};
 use super::value::{parse_time, Civil, FieldValue};
 use crate::error::RmError;
 
+/// Seata 1.2's `undo_log` table for MySQL (at-mode.md 1). Every database an AT resource writes
+/// to needs it; create it with this statement (or Seata's own script, which is the same).
+pub const UNDO_LOG_DDL: &str = "CREATE TABLE undo_log (
+    id BIGINT(20) NOT NULL AUTO_INCREMENT,
+    branch_id BIGINT(20) NOT NULL,
+    xid VARCHAR(100) NOT NULL,
+    context VARCHAR(128) NOT NULL,
+    rollback_info LONGBLOB NOT NULL,
+    log_status INT(11) NOT NULL,
+    log_created DATETIME NOT NULL,
+    log_modified DATETIME NOT NULL,
+    PRIMARY KEY (id),
+    UNIQUE KEY ux_undo_log (xid, branch_id)
+) ENGINE = InnoDB AUTO_INCREMENT = 1 DEFAULT CHARSET = utf8";
+
 /// The `context` column Seata 1.2 writes.
 pub const CONTEXT_JACKSON: &str = "serializer=jackson";
 /// `rollback_info` of the "global finished" defense row: Jackson's default content.

@@ -126,19 +126,7 @@ impl TcLink for FakeTc {
     }
 }
 
-/// The DDL of Seata 1.2's undo_log table (at-mode.md 1).
-pub const UNDO_LOG_DDL: &str = "CREATE TABLE undo_log (
-    id BIGINT(20) NOT NULL AUTO_INCREMENT,
-    branch_id BIGINT(20) NOT NULL,
-    xid VARCHAR(100) NOT NULL,
-    context VARCHAR(128) NOT NULL,
-    rollback_info LONGBLOB NOT NULL,
-    log_status INT(11) NOT NULL,
-    log_created DATETIME NOT NULL,
-    log_modified DATETIME NOT NULL,
-    PRIMARY KEY (id),
-    UNIQUE KEY ux_undo_log (xid, branch_id)
-) ENGINE = InnoDB AUTO_INCREMENT = 1 DEFAULT CHARSET = utf8";
+pub use seata_rm::at::undo::UNDO_LOG_DDL;
 
 /// One test's database, AT resource manager and fake TC.
 pub struct TestDb {
