@@ -1,15 +1,15 @@
 //! `at_latency`: what AT mode costs one UPDATE. In one run it alternates
 //!
 //! - **global**: `TmClient::run` (global begin), a one-row `UPDATE` through the AT proxy
-//!   (its own local transaction: before image, update, after image, branch register, undo log,
-//!   commit), global commit; and
+//!   (its own local transaction: before image, update and after image in one round trip while
+//!   the branch registers, then the undo log with the commit), global commit; and
 //! - **local**: `START TRANSACTION`, the same `UPDATE`, `COMMIT` on a plain `mysql_async`
 //!   connection,
 //!
 //! and prints p50/p99 of each and their ratio, plus an empty global transaction (begin and
-//! commit only) to separate the TC's share from the proxy's. Then it runs one more of each with the
-//! session's `Questions`/`Com_*` counters read before and after, to show the MySQL round trips
-//! each costs on the critical path.
+//! commit only) to separate the TC's share from the proxy's, and the p50 of each phase of a
+//! global one. Then it runs one more of each with the session's `Questions`/`Com_*` counters
+//! read before and after, to show the MySQL statements each costs on the critical path.
 //!
 //! ```sh
 //! cargo build --release -p seata-tc -p seata-examples
@@ -28,6 +28,7 @@ use mysql_async::{Conn, Pool};
 use seata_examples::{db_opts, drop_database, init_tracing, recreate_database, server_opts};
 use seata_rm::at::{AtConfig, AtConnection};
 use seata_rm::client::{RmClient, RmClientConfig};
+use seata_tm::context::with_xid;
 use seata_tm::{TmClient, TmConfig};
 
 /// Latency of a one-row UPDATE in a global transaction vs a local one.
@@ -46,6 +47,16 @@ struct Args {
     /// Unmeasured transactions of each kind first (metadata cache, prepared statements).
     #[arg(long, default_value_t = 200)]
     warmup: usize,
+    /// The tokio runtime: `multi` (the default `#[tokio::main]` runtime) or `current` (one
+    /// thread: no wake-ups across threads, which a sequential client does not need).
+    #[arg(long, value_enum, default_value_t = Runtime::Multi)]
+    runtime: Runtime,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Runtime {
+    Multi,
+    Current,
 }
 
 const DB: &str = "seata_example_latency";
@@ -123,10 +134,17 @@ fn deltas(before: &BTreeMap<String, i64>, after: &BTreeMap<String, i64>) -> Stri
         .join(" ")
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     init_tracing();
     let args = Args::parse();
+    let mut runtime = match args.runtime {
+        Runtime::Multi => tokio::runtime::Builder::new_multi_thread(),
+        Runtime::Current => tokio::runtime::Builder::new_current_thread(),
+    };
+    runtime.enable_all().build()?.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let server = server_opts(&args.mysql)?;
     recreate_database(
         &server,
@@ -187,6 +205,38 @@ async fn main() -> anyhow::Result<()> {
         "ratio         p50={:.2} p99={:.2}",
         gp50 / lp50.max(f64::EPSILON),
         gp99 / lp99.max(f64::EPSILON)
+    );
+
+    // Where a global UPDATE's time goes: the same transaction, phase by phase.
+    let mut phases = [
+        Histogram::<u64>::new(3)?,
+        Histogram::<u64>::new(3)?,
+        Histogram::<u64>::new(3)?,
+    ];
+    for i in 0..args.warmup + args.iterations / 4 {
+        let t = Instant::now();
+        let mut tx = tm
+            .begin("at-latency-phases", Duration::from_secs(60))
+            .await?;
+        let begun = t.elapsed();
+        with_xid(tx.xid(), proxied.exec_drop(UPDATE, (1,))).await?;
+        let updated = t.elapsed();
+        tx.commit().await?;
+        let committed = t.elapsed();
+        if i >= args.warmup {
+            for (h, d) in phases
+                .iter_mut()
+                .zip([begun, updated - begun, committed - updated])
+            {
+                h.record(micros(d))?;
+            }
+        }
+    }
+    println!(
+        "global_phases p50_ms: begin={:.3} update={:.3} commit={:.3}",
+        ms(&phases[0], 0.5),
+        ms(&phases[1], 0.5),
+        ms(&phases[2], 0.5)
     );
 
     // Round trips on each path's MySQL session (the undo-log delete after the global commit

@@ -323,15 +323,10 @@ impl AtConnection {
             sql_undo_logs: undo,
         };
         let bytes = inner.codec.encode(&log);
-        let written = async {
-            inner
-                .undo_table
-                .insert(&mut self.conn, &xid, branch_id, &bytes, LogStatus::Normal)
-                .await?;
-            self.conn.query_drop("COMMIT").await?;
-            Ok::<(), RmError>(())
-        }
-        .await;
+        let written = inner
+            .undo_table
+            .insert_and_commit(&mut self.conn, &xid, branch_id, &bytes, LogStatus::Normal)
+            .await;
         if let Err(e) = written {
             // E.g. the rollback's defense row is already there: this branch must not commit.
             self.fail_registered(&xid, branch_id).await;

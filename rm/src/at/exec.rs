@@ -1,29 +1,29 @@
 //! Statement execution inside a global transaction (at-mode.md 3.2, 3.4): before image →
-//! statement → after image → undo item and lock key, plus the autocommit retry loop and
-//! `SELECT ... FOR UPDATE`'s global-lock check.
+//! statement → after image → undo item and lock key, plus the autocommit retry loop.
 //!
 //! Everything that can refuse a statement (metadata, key columns, INSERT key sources) runs
-//! before the statement does. INSERT keys: explicit values come from the statement; generated
-//! ones are `LAST_INSERT_ID()` + i × `@@auto_increment_increment` for every row of a
+//! before the statement does ([`Plan`]). An UPDATE or DELETE whose values all have exact
+//! literals sends its before image and the statement in one round trip (`batch.rs`); others
+//! take the before image first. INSERT keys: explicit values come from the statement;
+//! generated ones are `LAST_INSERT_ID()` + i × `@@auto_increment_increment` for every row of a
 //! multi-row insert (Seata 1.2 images only the first row), and the after image must find
 //! exactly the inserted rows or the statement fails.
 
 use std::sync::Arc;
 
-use mysql_async::prelude::{FromRow, Queryable};
+use mysql_async::prelude::FromRow;
 use mysql_async::{Params, Value};
 use tracing::debug;
 
+use super::batch::Batch;
 use super::connection::{register, AtConnection, Protocol};
-use super::image::{select_by_keys, select_for_update, TableRecords};
+use super::image::{select_by_keys, select_for_update, Row, TableRecords};
 use super::lock_key;
 use super::meta::TableMeta;
-use super::recognize::{Cell, InsertStmt, Recognized, SelectStmt, TableRef};
+use super::recognize::{Cell, Filter, InsertStmt, Recognized, TableRef};
 use super::undo::{SqlType, SqlUndoLog};
 use super::value::FieldValue;
 use crate::error::RmError;
-
-const SAVEPOINT: &str = "seata_select_for_update";
 
 /// Where one row's value for one primary key column comes from.
 #[derive(Debug)]
@@ -32,15 +32,60 @@ enum KeySource {
     Generated,
 }
 
-/// What the statement's before phase found, needed again after it runs.
-struct Prepared {
-    sql_type: SqlType,
-    meta: Arc<TableMeta>,
-    table: TableRef,
-    columns: Vec<String>,
-    before: TableRecords,
+/// What a statement needs before anything runs: its table, image columns and rows.
+pub(super) struct Plan<'r> {
+    pub(super) sql_type: SqlType,
+    pub(super) meta: Arc<TableMeta>,
+    pub(super) table: &'r TableRef,
+    /// The image columns: the key and the SET columns for an UPDATE (at-mode.md 3.4), all
+    /// columns otherwise.
+    pub(super) columns: Vec<String>,
+    /// UPDATE/DELETE: the rows the statement touches.
+    pub(super) filter: Option<&'r Filter>,
+    /// UPDATE: the SET columns.
+    pub(super) set_columns: &'r [String],
     /// INSERT only: per row, per primary key column (key order).
     insert_keys: Vec<Vec<KeySource>>,
+}
+
+impl Plan<'_> {
+    pub(super) fn into_prepared(
+        self,
+        before: TableRecords,
+        after_guess: Option<TableRecords>,
+    ) -> Prepared {
+        Prepared {
+            sql_type: self.sql_type,
+            meta: self.meta,
+            table_name: self.table.name.to_string(),
+            columns: self.columns,
+            before,
+            insert_keys: self.insert_keys,
+            after_guess,
+        }
+    }
+}
+
+/// What the statement's before phase found, needed again after it runs.
+pub(super) struct Prepared {
+    sql_type: SqlType,
+    meta: Arc<TableMeta>,
+    /// The table as the statement names it (undo logs keep that spelling).
+    table_name: String,
+    columns: Vec<String>,
+    before: TableRecords,
+    insert_keys: Vec<Vec<KeySource>>,
+    /// UPDATE: the rows its own filter selected again after it ran, in the same round trip.
+    /// Taken as the after image only when they carry exactly the before image's keys.
+    after_guess: Option<TableRecords>,
+}
+
+/// How a statement reaches its after image.
+enum Stage<'r> {
+    /// The before image, the statement and an after-image guess go in one round trip.
+    Batched(Batch, Plan<'r>),
+    /// The before image is taken; the statement runs next.
+    Imaged(Prepared),
 }
 
 impl AtConnection {
@@ -54,8 +99,9 @@ impl AtConnection {
         rec: &Recognized,
     ) -> Result<Vec<T>, RmError> {
         self.bind_xid(xid)?;
-        let prepared = self.prepare(sql, rec).await?;
-        self.execute_prepared(sql, params, protocol, prepared).await
+        let plan = self.plan(sql, rec).await?;
+        let stage = self.stage(sql, &params, protocol, plan).await?;
+        self.run_stage(sql, params, protocol, stage).await
     }
 
     /// Joins the open local transaction to `xid` (at-mode.md 3.1: one XID per local
@@ -74,16 +120,41 @@ impl AtConnection {
         Ok(())
     }
 
-    /// Runs the statement whose before phase is done, then adds its undo item and lock key to
-    /// the local transaction.
-    async fn execute_prepared<T: FromRow + Send + 'static>(
+    /// Marks the local transaction as able only to roll back: a statement ran but its undo
+    /// item could not be built.
+    pub(super) fn poison(&mut self, e: &RmError) {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.poisoned = Some(e.to_string());
+        }
+    }
+
+    /// A batch when the statement allows one, else the before image taken now.
+    async fn stage<'r>(
+        &mut self,
+        sql: &str,
+        params: &Params,
+        protocol: Protocol,
+        plan: Plan<'r>,
+    ) -> Result<Stage<'r>, RmError> {
+        match Batch::build(&plan, sql, params, protocol) {
+            Some(batch) => Ok(Stage::Batched(batch, plan)),
+            None => Ok(Stage::Imaged(self.before_image(plan).await?)),
+        }
+    }
+
+    /// Runs the statement, then adds its undo item and lock key to the local transaction.
+    async fn run_stage<T: FromRow + Send + 'static>(
         &mut self,
         sql: &str,
         params: Params,
         protocol: Protocol,
-        prepared: Prepared,
+        stage: Stage<'_>,
     ) -> Result<Vec<T>, RmError> {
-        let rows = self.raw_run(sql, params, protocol).await?;
+        let (rows, prepared) = match stage {
+            // UPDATE and DELETE return no rows.
+            Stage::Batched(batch, plan) => (Vec::new(), self.run_batch(sql, batch, plan).await?),
+            Stage::Imaged(prepared) => (self.raw_run(sql, params, protocol).await?, prepared),
+        };
         match self.finish(prepared).await {
             Ok(Some((item, key))) => {
                 if let Some(tx) = self.tx.as_mut() {
@@ -93,9 +164,7 @@ impl AtConnection {
             }
             Ok(None) => {}
             Err(e) => {
-                if let Some(tx) = self.tx.as_mut() {
-                    tx.poisoned = Some(e.to_string());
-                }
+                self.poison(&e);
                 return Err(e);
             }
         }
@@ -147,13 +216,15 @@ impl AtConnection {
     /// One attempt of [`autocommit_dml`](Self::autocommit_dml): before image, statement, after
     /// image, branch register, undo log, commit.
     ///
-    /// The local transaction holds this one statement, so for a DELETE or a one-row UPDATE the
-    /// branch's lock key is known from the before image (an UPDATE may not change the key, so
-    /// its after image has the same row) and the branch is registered while the statement and
-    /// the after image run, taking the TC round trip off the critical path. Seata registers after
-    /// them; the order does not matter to the TC, which sees the same lock key, and the rows
-    /// are already locked locally by the before image's `FOR UPDATE`. The key the after image
-    /// gives is still compared with the registered one. If the statement then fails, the
+    /// The local transaction holds this one statement, so when its lock key is known before it
+    /// runs, the branch is registered while the statement runs, taking the TC round trip off
+    /// the critical path. The key is known from the filter when it names whole integer
+    /// primary keys (`id = ?`, `id IN (...)`, `a = ? AND b = ?`), or from the before image for
+    /// a DELETE or a one-row UPDATE (an UPDATE may not change the key, so its after image has
+    /// the same rows). Seata registers after the statement; the order does not matter to the
+    /// TC, and the rows are locked locally before the local commit. The rows the images give
+    /// must be among the registered ones; a key naming a row that turned out not to exist
+    /// only holds that key until the global transaction ends. If the statement fails, the
     /// branch is reported `PhaseOne_Failed`, as after a failed undo-log write.
     async fn autocommit_once<T: FromRow + Send + 'static>(
         &mut self,
@@ -164,29 +235,29 @@ impl AtConnection {
         rec: &Recognized,
     ) -> Result<Vec<T>, RmError> {
         self.bind_xid(xid)?;
-        let prepared = self.prepare(sql, rec).await?;
-        // Seata takes a DELETE's key from the before image and an UPDATE's from the after
-        // image, whose row order may differ from the before image's (ORDER BY ... DESC): with
-        // one row the strings cannot differ.
-        let early_key = match prepared.sql_type {
-            SqlType::Delete => lock_key::build(&prepared.meta, &prepared.before)?,
-            SqlType::Update if prepared.before.rows.len() == 1 => {
-                lock_key::build(&prepared.meta, &prepared.before)?
-            }
-            SqlType::Update | SqlType::Insert => None,
+        let plan = self.plan(sql, rec).await?;
+        let table = plan.meta.name.clone();
+        let stage = self.stage(sql, &params, protocol, plan).await?;
+        let early_key = match &stage {
+            Stage::Batched(_, plan) => plan.filter.and_then(|f| lock_key::predict(&plan.meta, f)),
+            // Seata takes a DELETE's key from the before image and an UPDATE's from the after
+            // image, whose row order may differ from the before image's (ORDER BY ... DESC):
+            // with one row the strings cannot differ.
+            Stage::Imaged(p) => match p.sql_type {
+                SqlType::Delete => lock_key::build(&p.meta, &p.before)?,
+                SqlType::Update if p.before.rows.len() == 1 => lock_key::build(&p.meta, &p.before)?,
+                SqlType::Update | SqlType::Insert => None,
+            },
         };
         let Some(key) = early_key else {
-            let rows = self
-                .execute_prepared(sql, params, protocol, prepared)
-                .await?;
+            let rows = self.run_stage(sql, params, protocol, stage).await?;
             let tx = self.tx.take().unwrap_or_default();
             self.commit_tx(tx).await?;
             return Ok(rows);
         };
         let inner = self.ds.inner.clone();
-        let table = prepared.meta.name.clone();
         let (ran, registered) = tokio::join!(
-            self.execute_prepared::<T>(sql, params, protocol, prepared),
+            self.run_stage::<T>(sql, params, protocol, stage),
             register(&inner, xid, &key)
         );
         let branch_id = match (ran.as_ref(), registered) {
@@ -207,13 +278,14 @@ impl AtConnection {
         };
         let tx = self.tx.take().unwrap_or_default();
         let found = tx.keys.joined();
-        if tx.poisoned.is_some() || found != key {
+        if tx.poisoned.is_some() || !lock_key::covers(&key, &found) {
             self.fail_registered(xid, branch_id).await;
             return Err(RmError::ImageMismatch {
                 table,
-                reason: format!("registered lock key `{key}` but the after image gives `{found}`"),
+                reason: format!("registered lock key `{key}` but the images give `{found}`"),
             });
         }
+        // With no row changed the undo log is empty; phase two still finds it.
         self.flush_and_commit(xid.to_string(), branch_id, tx.undo)
             .await?;
         Ok(rows)
@@ -226,7 +298,11 @@ impl AtConnection {
     /// resolves unqualified table names there, and statements the proxy prepared keep the
     /// database they were prepared in. After a `USE` of another database, imaging would write
     /// an undo log phase two never finds, so the statement is refused before it runs.
-    async fn table_meta(&mut self, sql: &str, table: &TableRef) -> Result<Arc<TableMeta>, RmError> {
+    pub(super) async fn table_meta(
+        &mut self,
+        sql: &str,
+        table: &TableRef,
+    ) -> Result<Arc<TableMeta>, RmError> {
         let current = self.session.current_db(&mut self.conn).await?;
         if let Some(default) = self.ds.inner.default_db.as_deref() {
             if !current
@@ -260,81 +336,100 @@ impl AtConnection {
             .await
     }
 
-    async fn prepare(&mut self, sql: &str, rec: &Recognized) -> Result<Prepared, RmError> {
-        let (sql_type, table) = match rec {
-            Recognized::Insert(i) => (SqlType::Insert, &i.table),
-            Recognized::Update(u) => (SqlType::Update, &u.table),
-            Recognized::Delete(d) => (SqlType::Delete, &d.table),
+    /// Everything that can refuse the statement, checked before anything runs.
+    async fn plan<'r>(&mut self, sql: &str, rec: &'r Recognized) -> Result<Plan<'r>, RmError> {
+        let (sql_type, table, filter, set_columns): (_, _, _, &[String]) = match rec {
+            Recognized::Insert(i) => (SqlType::Insert, &i.table, None, &[]),
+            Recognized::Update(u) => (SqlType::Update, &u.table, Some(&u.filter), &u.columns),
+            Recognized::Delete(d) => (SqlType::Delete, &d.table, Some(&d.filter), &[]),
             _ => return Err(RmError::unsupported(sql, "not a DML statement")),
         };
         let meta = self.table_meta(sql, table).await?;
-        let all: Vec<String> = meta.columns.iter().map(|c| c.name.clone()).collect();
-        let mut prepared = Prepared {
-            sql_type,
-            meta: meta.clone(),
-            table: table.clone(),
-            columns: all,
-            before: TableRecords::empty(&meta),
-            insert_keys: Vec::new(),
-        };
-        match rec {
-            Recognized::Insert(i) => prepared.insert_keys = insert_keys(sql, &meta, i)?,
-            Recognized::Update(u) => {
-                // The image holds the key and the SET columns only (at-mode.md 3.4).
-                let mut columns = meta.primary_keys.clone();
-                for c in &u.columns {
-                    if meta.is_primary_key(c) {
-                        return Err(RmError::unsupported(
-                            sql,
-                            format!("UPDATE of primary key column `{c}`; delete and insert the row instead"),
-                        ));
-                    }
-                    let col = meta.column(c).ok_or_else(|| RmError::Value {
-                        column: c.clone(),
-                        reason: format!("no such column in `{}`", meta.name),
-                    })?;
-                    columns.push(col.name.clone());
+        let columns = if sql_type == SqlType::Update {
+            let mut columns = meta.primary_keys.clone();
+            for c in set_columns {
+                if meta.is_primary_key(c) {
+                    return Err(RmError::unsupported(
+                        sql,
+                        format!(
+                            "UPDATE of primary key column `{c}`; delete and insert the row instead"
+                        ),
+                    ));
                 }
-                prepared.before = select_for_update(
-                    &mut self.conn,
-                    &meta,
-                    &u.table.from_sql(),
-                    &columns,
-                    &u.filter,
-                )
-                .await?;
-                prepared.columns = columns;
+                let col = meta.column(c).ok_or_else(|| RmError::Value {
+                    column: c.clone(),
+                    reason: format!("no such column in `{}`", meta.name),
+                })?;
+                columns.push(col.name.clone());
             }
-            Recognized::Delete(d) => {
-                prepared.before = select_for_update(
+            columns
+        } else {
+            meta.columns.iter().map(|c| c.name.clone()).collect()
+        };
+        let insert_keys = match rec {
+            Recognized::Insert(i) => insert_keys(sql, &meta, i)?,
+            _ => Vec::new(),
+        };
+        Ok(Plan {
+            sql_type,
+            meta,
+            table,
+            columns,
+            filter,
+            set_columns,
+            insert_keys,
+        })
+    }
+
+    /// The before image (`SELECT ... FOR UPDATE`) of an UPDATE or DELETE; none for an INSERT.
+    async fn before_image(&mut self, plan: Plan<'_>) -> Result<Prepared, RmError> {
+        let before = match plan.filter {
+            Some(filter) => {
+                select_for_update(
                     &mut self.conn,
-                    &meta,
-                    &d.table.from_sql(),
-                    &prepared.columns,
-                    &d.filter,
+                    &plan.meta,
+                    &plan.table.from_sql(),
+                    &plan.columns,
+                    filter,
                 )
-                .await?;
+                .await?
             }
-            _ => {}
-        }
-        Ok(prepared)
+            None => TableRecords::empty(&plan.meta),
+        };
+        Ok(plan.into_prepared(before, None))
     }
 
     /// After image, undo item and lock key; `None` when the statement changed nothing.
     async fn finish(&mut self, p: Prepared) -> Result<Option<(SqlUndoLog, String)>, RmError> {
-        let from = p.table.name.to_string();
         let after = match p.sql_type {
             SqlType::Delete => TableRecords::empty(&p.meta),
             SqlType::Update if p.before.is_empty() => TableRecords::empty(&p.meta),
-            SqlType::Update => {
-                let keys = p.before.key_values(&p.meta)?;
-                select_by_keys(&mut self.conn, &p.meta, &from, &p.columns, &keys, false).await?
-            }
+            SqlType::Update => match p.after_guess {
+                Some(guess) if same_keys(&guess, &p.before) => guess,
+                _ => {
+                    let keys = p.before.key_values(&p.meta)?;
+                    select_by_keys(
+                        &mut self.conn,
+                        &p.meta,
+                        &p.table_name,
+                        &p.columns,
+                        &keys,
+                        false,
+                    )
+                    .await?
+                }
+            },
             SqlType::Insert => {
                 let keys = self.inserted_keys(&p).await?;
-                let after =
-                    select_by_keys(&mut self.conn, &p.meta, &from, &p.columns, &keys, false)
-                        .await?;
+                let after = select_by_keys(
+                    &mut self.conn,
+                    &p.meta,
+                    &p.table_name,
+                    &p.columns,
+                    &keys,
+                    false,
+                )
+                .await?;
                 if after.rows.len() != keys.len() {
                     return Err(RmError::ImageMismatch {
                         table: p.meta.name.clone(),
@@ -361,7 +456,7 @@ impl AtConnection {
         };
         let item = SqlUndoLog {
             sql_type: p.sql_type,
-            table_name: from,
+            table_name: p.table_name,
             before_image: p.before,
             after_image: after,
         };
@@ -410,79 +505,16 @@ impl AtConnection {
         }
         Ok(out)
     }
+}
 
-    /// `SELECT ... FOR UPDATE` in a global transaction (at-mode.md 3.4): run it, then ask
-    /// the TC whether another global transaction holds the selected rows; if so undo the
-    /// local locks (savepoint or rollback), wait and retry.
-    pub(crate) async fn select_for_update<T: FromRow + Send + 'static>(
-        &mut self,
-        xid: &str,
-        sql: &str,
-        params: Params,
-        protocol: Protocol,
-        s: &SelectStmt,
-    ) -> Result<Vec<T>, RmError> {
-        let inner = self.ds.inner.clone();
-        let meta = self.table_meta(sql, &s.table).await?;
-        let standalone = self.tx.is_none();
-        let start = if standalone {
-            "START TRANSACTION".to_string()
-        } else {
-            format!("SAVEPOINT {SAVEPOINT}")
-        };
-        self.conn.query_drop(start.as_str()).await?;
-        let mut attempts = 0;
-        let result = loop {
-            attempts += 1;
-            let step = async {
-                let rows = self.raw_run::<T>(sql, params.clone(), protocol).await?;
-                let pks = select_for_update(
-                    &mut self.conn,
-                    &meta,
-                    &s.table.from_sql(),
-                    &meta.primary_keys,
-                    &s.filter,
-                )
-                .await?;
-                let Some(key) = lock_key::build(&meta, &pks)? else {
-                    return Ok((rows, None));
-                };
-                let free = inner.tc.lock_query(xid, &inner.resource_id, &key).await?;
-                Ok::<_, RmError>((rows, (!free).then_some(key)))
-            }
-            .await;
-            match step {
-                Ok((rows, None)) => break Ok(rows),
-                Ok((_, Some(key))) if attempts > inner.config.lock_retry_times => {
-                    break Err(RmError::LockWaitTimeout {
-                        lock_keys: key,
-                        attempts,
-                    })
-                }
-                Ok((_, Some(_))) => {
-                    let undo_locks = if standalone {
-                        "ROLLBACK".to_string()
-                    } else {
-                        format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}")
-                    };
-                    self.conn.query_drop(undo_locks.as_str()).await?;
-                    tokio::time::sleep(inner.config.lock_retry_interval).await;
-                    if standalone {
-                        self.conn.query_drop("START TRANSACTION").await?;
-                    }
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        let end = match (standalone, result.is_ok()) {
-            (true, true) => "COMMIT".to_string(),
-            (true, false) => "ROLLBACK".to_string(),
-            (false, true) => format!("RELEASE SAVEPOINT {SAVEPOINT}"),
-            (false, false) => format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"),
-        };
-        self.conn.query_drop(end.as_str()).await?;
-        result
-    }
+/// Whether two images hold the same rows by key (in any order).
+fn same_keys(a: &TableRecords, b: &TableRecords) -> bool {
+    let keys = |t: &TableRecords| {
+        let mut k: Vec<String> = t.rows.iter().map(Row::key_text).collect();
+        k.sort_unstable();
+        k
+    };
+    a.rows.len() == b.rows.len() && keys(a) == keys(b)
 }
 
 /// Where each inserted row's key comes from, decided before the INSERT runs.

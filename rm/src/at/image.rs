@@ -188,7 +188,7 @@ pub(crate) fn key_condition(
     (cond, params)
 }
 
-fn column_list(columns: &[String]) -> String {
+pub(crate) fn column_list(columns: &[String]) -> String {
     columns
         .iter()
         .map(|c| quote(c))
@@ -210,6 +210,15 @@ async fn query_image(
         Params::Positional(params)
     };
     let rows: Vec<mysql_async::Row> = conn.exec(sql, params).await?;
+    image_from_rows(meta, columns, rows)
+}
+
+/// The image of rows read with `columns` in that order (binary or text protocol).
+pub(crate) fn image_from_rows(
+    meta: &TableMeta,
+    columns: &[String],
+    rows: Vec<mysql_async::Row>,
+) -> Result<TableRecords, RmError> {
     let mut out = TableRecords::empty(meta);
     for row in rows {
         let values = row.unwrap();

@@ -6,8 +6,13 @@
 //! rendered as Java's `String.valueOf` (see `FieldValue::lock_key_text`); like Seata there is
 //! no escaping, so a `,` `;` `:` or `_` inside a key value makes keys ambiguous.
 
+use mysql_async::Value;
+use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value as SqlValue};
+
 use super::image::TableRecords;
 use super::meta::TableMeta;
+use super::recognize::{placeholder_positions, Filter};
+use super::value::{FieldValue, Kind};
 use crate::error::RmError;
 
 /// The lock key of one image: `table:k1,k2,...`, or `None` when the image has no rows.
@@ -33,6 +38,156 @@ pub fn build(meta: &TableMeta, image: &TableRecords) -> Result<Option<String>, R
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(format!("{}:{}", meta.name, rows.join(","))))
+}
+
+/// The lock key of the rows `filter` can select, known before the statement runs: when it
+/// is nothing but equalities naming every column of an integer primary key (`id = ?`,
+/// `id IN (?, ?)`, `a = 1 AND b = ?`). Integer keys only: the text of another type's key
+/// depends on how the database spells the stored value (collations, padding), which only an
+/// image can tell.
+pub fn predict(meta: &TableMeta, filter: &Filter) -> Option<String> {
+    let pk_cols = meta.primary_key_columns();
+    if pk_cols.is_empty()
+        || pk_cols.len() != meta.primary_keys.len()
+        || pk_cols
+            .iter()
+            .any(|c| !matches!(c.kind, Kind::Int | Kind::Long | Kind::BigInteger))
+    {
+        return None;
+    }
+    let selection = filter.selection.as_ref()?;
+    let positions = placeholder_positions(selection);
+    let value = |e: &Expr| -> Option<Value> {
+        match e {
+            Expr::Value(v) => match &v.value {
+                SqlValue::Placeholder(_) => {
+                    let at = (v.span.start.line, v.span.start.column);
+                    let i = positions.binary_search(&at).ok()?;
+                    match filter.params.get(i)? {
+                        x @ (Value::Int(_) | Value::UInt(_)) => Some(x.clone()),
+                        _ => None,
+                    }
+                }
+                SqlValue::Number(n, _) => n
+                    .parse::<i64>()
+                    .map(Value::Int)
+                    .or_else(|_| n.parse::<u64>().map(Value::UInt))
+                    .ok(),
+                _ => None,
+            },
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr,
+            } => match expr.as_ref() {
+                Expr::Value(v) => match &v.value {
+                    SqlValue::Number(n, _) => format!("-{n}").parse::<i64>().map(Value::Int).ok(),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    // Per key column (in key order), the values the filter allows.
+    let mut allowed: Vec<Option<Vec<Value>>> = vec![None; pk_cols.len()];
+    let mut stack = vec![selection];
+    while let Some(e) = stack.pop() {
+        let (column, values) = match e {
+            Expr::Nested(inner) => {
+                stack.push(inner);
+                continue;
+            }
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => {
+                stack.push(left);
+                stack.push(right);
+                continue;
+            }
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => match (column_name(left), column_name(right)) {
+                (Some(c), None) => (c, vec![value(right)?]),
+                (None, Some(c)) => (c, vec![value(left)?]),
+                _ => return None,
+            },
+            Expr::InList {
+                expr,
+                list,
+                negated: false,
+            } if pk_cols.len() == 1 => (
+                column_name(expr)?,
+                list.iter().map(value).collect::<Option<Vec<_>>>()?,
+            ),
+            _ => return None,
+        };
+        let i = meta
+            .primary_keys
+            .iter()
+            .position(|p| p.eq_ignore_ascii_case(column))?;
+        if allowed.get_mut(i)?.replace(values).is_some() {
+            return None;
+        }
+    }
+    let texts = allowed
+        .into_iter()
+        .zip(&pk_cols)
+        .map(|(values, col)| {
+            values?
+                .into_iter()
+                .map(|v| {
+                    FieldValue::from_mysql(v, col)
+                        .ok()
+                        .map(|f| f.lock_key_text())
+                })
+                .collect::<Option<Vec<String>>>()
+        })
+        .collect::<Option<Vec<Vec<String>>>>()?;
+    let mut rows: Vec<String> = match texts.as_slice() {
+        [one] => one.clone(),
+        // Composite keys come from single equalities only: one row.
+        many => vec![many
+            .iter()
+            .map(|v| match v.as_slice() {
+                [one] => Some(one.as_str()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?
+            .join("_")],
+    };
+    let mut seen = std::collections::HashSet::new();
+    rows.retain(|r| seen.insert(r.clone()));
+    Some(format!("{}:{}", meta.name, rows.join(",")))
+}
+
+fn column_name(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Identifier(i) => Some(&i.value),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.as_str()),
+        Expr::Nested(inner) => column_name(inner),
+        _ => None,
+    }
+}
+
+/// Whether the one-statement lock key `found` names only rows of `registered` (`found` may
+/// be empty: the statement changed no row).
+pub fn covers(registered: &str, found: &str) -> bool {
+    if found.is_empty() || registered == found {
+        return true;
+    }
+    if registered.contains(';') || found.contains(';') {
+        return false;
+    }
+    match (registered.split_once(':'), found.split_once(':')) {
+        (Some((t1, rows1)), Some((t2, rows2))) => {
+            t1 == t2 && rows2.split(',').all(|r| rows1.split(',').any(|x| x == r))
+        }
+        _ => false,
+    }
 }
 
 /// The lock keys one local transaction collects. Seata keeps a hash set of per-statement
@@ -143,6 +298,118 @@ mod tests {
             None
         );
         assert!(build(&meta(&["nope"]), &image).is_err());
+    }
+
+    fn filter_of(sql: &str, params: Vec<mysql_async::Value>) -> Filter {
+        let params = if params.is_empty() {
+            mysql_async::Params::Empty
+        } else {
+            mysql_async::Params::Positional(params)
+        };
+        match crate::at::recognize::recognize(sql, &params).unwrap() {
+            crate::at::recognize::Recognized::Update(u) => u.filter,
+            crate::at::recognize::Recognized::Delete(d) => d.filter,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn predicts_keys_of_integer_key_filters_only() {
+        use mysql_async::Value::{Bytes, Int};
+        let single = meta(&["id"]);
+        let composite = TableMeta {
+            columns: vec![col("id", "int"), col("v", "bigint")],
+            ..meta(&["id", "v"])
+        };
+        for (m, sql, params, want) in [
+            (
+                &single,
+                "UPDATE t SET v = 1 WHERE id = ?",
+                vec![Int(7)],
+                Some("order_tbl:7"),
+            ),
+            (
+                &single,
+                "DELETE FROM t WHERE (t.`id` = -3)",
+                vec![],
+                Some("order_tbl:-3"),
+            ),
+            (
+                &single,
+                "DELETE FROM t WHERE 5 = id",
+                vec![],
+                Some("order_tbl:5"),
+            ),
+            (
+                &single,
+                "UPDATE t SET v = ? WHERE id IN (?, 2, ?)",
+                vec![Int(0), Int(1), Int(1)],
+                Some("order_tbl:1,2"),
+            ),
+            (
+                &composite,
+                "UPDATE t SET code = 'x' WHERE v = ? AND id = 4",
+                vec![Int(9)],
+                Some("order_tbl:4_9"),
+            ),
+            // Anything but equalities on the whole key: unknown until the image.
+            (
+                &single,
+                "UPDATE t SET v = 1 WHERE id = ? AND v = 2",
+                vec![Int(7)],
+                None,
+            ),
+            (
+                &single,
+                "UPDATE t SET v = 1 WHERE id = ? OR id = 2",
+                vec![Int(7)],
+                None,
+            ),
+            (&single, "UPDATE t SET v = 1 WHERE id > 3", vec![], None),
+            (&single, "UPDATE t SET v = 1 WHERE id = '7'", vec![], None),
+            (
+                &single,
+                "UPDATE t SET v = 1 WHERE id = ?",
+                vec![Bytes(b"7".to_vec())],
+                None,
+            ),
+            (&single, "UPDATE t SET v = 1 WHERE id = 1.5", vec![], None),
+            (&single, "UPDATE t SET v = 1", vec![], None),
+            (
+                &composite,
+                "UPDATE t SET code = 'x' WHERE id = 4",
+                vec![],
+                None,
+            ),
+            (
+                &composite,
+                "UPDATE t SET code = 'x' WHERE id IN (1, 2) AND v = 3",
+                vec![],
+                None,
+            ),
+            (
+                &meta(&["code"]),
+                "UPDATE t SET v = 1 WHERE code = 'a'",
+                vec![],
+                None,
+            ),
+        ] {
+            assert_eq!(
+                predict(m, &filter_of(sql, params)).as_deref(),
+                want,
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_registered_key_covers_its_own_rows() {
+        assert!(covers("t:1,2", "t:1,2"));
+        assert!(covers("t:1,2", "t:2"));
+        assert!(covers("t:1", ""));
+        assert!(!covers("t:1", "t:3"));
+        assert!(!covers("t:1", "u:1"));
+        assert!(!covers("t:1", "t:1;u:2"));
     }
 
     #[test]

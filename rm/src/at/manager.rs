@@ -2,15 +2,18 @@
 //! RM client calls when the TC pushes a request (at-mode.md 7, 8, 9).
 //!
 //! Phase-two commit only has to delete undo logs, so it is queued to one background worker
-//! that deletes in batches (Seata's AsyncWorker); the worker stops when the manager is dropped.
+//! that gathers them for [`AtConfig::async_commit_interval`] and deletes them in batches
+//! (Seata's AsyncWorker); the worker stops when the manager is dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::DashMap;
 use mysql_async::{Opts, Pool};
 use seata_protocol::BranchStatus;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::{error, info, instrument, warn};
 
 use super::proxy::DataSourceProxy;
@@ -58,7 +61,11 @@ impl AtResourceManager {
         let (tx, rx) = mpsc::channel(config.async_commit_buffer_limit.max(1));
         let sources: Sources = Arc::default();
         // Ends when the last sender (held by the manager) is dropped.
-        handle.spawn(commit_worker(rx, sources.clone()));
+        handle.spawn(commit_worker(
+            rx,
+            sources.clone(),
+            config.async_commit_interval,
+        ));
         Ok(Arc::new(AtResourceManager {
             tc,
             config,
@@ -174,11 +181,16 @@ impl AtResourceManager {
     }
 }
 
-async fn commit_worker(mut rx: mpsc::Receiver<CommitJob>, sources: Sources) {
+async fn commit_worker(mut rx: mpsc::Receiver<CommitJob>, sources: Sources, interval: Duration) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
-        while let Ok(j) = rx.try_recv() {
-            jobs.push(j);
+        // Gather until the interval ends, a batch is full or someone waits for a flush.
+        let deadline = Instant::now() + interval;
+        while !matches!(jobs.last(), Some(CommitJob::Flush(_))) && jobs.len() < COMMIT_BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(j)) => jobs.push(j),
+                Ok(None) | Err(_) => break,
+            }
         }
         let mut flushes = Vec::new();
         let mut by_resource: HashMap<String, Vec<(String, i64)>> = HashMap::new();

@@ -6,17 +6,22 @@
 //! - [`DataSourceProxy`] wraps a `mysql_async::Pool`; its [`AtConnection`]s intercept
 //!   statements while an XID is bound (`seata_tm::context`), and are plain pass-throughs
 //!   otherwise.
-//! - Inside: `recognize` (SQL → shapes), `meta` (table metadata), `image` (row images),
+//! - Inside: `recognize` (SQL → shapes), `meta` (table metadata), `exec` (a DML statement with
+//!   its images), `batch` (images and statement in one round trip), `literal` (parameters
+//!   written into SQL text), `for_update` (`SELECT ... FOR UPDATE`), `image` (row images),
 //!   `lock_key`, `undo` (model, Jackson JSON, `undo_log` table), `undo_exec` (phase-two
 //!   rollback), `value` (column values as Java classes), `session` (what a connection knows
 //!   about its MySQL session, to skip round trips).
 //!
 //! The TC is reached through the [`TcLink`] trait, which the RM client implements.
 
+mod batch;
 mod connection;
 mod exec;
+mod for_update;
 pub mod image;
 mod json;
+mod literal;
 pub mod lock_key;
 mod manager;
 pub mod meta;
@@ -91,6 +96,10 @@ pub struct AtConfig {
     /// Queue length of phase-two commits awaiting undo-log deletion; beyond it entries are
     /// dropped and left to age-based deletion (`client.rm.asyncCommitBufferLimit`, 10000).
     pub async_commit_buffer_limit: usize,
+    /// How long committed branches gather before their undo logs are deleted together
+    /// (Seata's AsyncWorker ticks every 1000 ms); a full batch of 1000 goes at once. Deleting
+    /// per commit would add a write and an fsync to every transaction.
+    pub async_commit_interval: Duration,
     /// Compare current rows with the after image before undoing (`client.undo.dataValidation`,
     /// default true).
     pub data_validation: bool,
@@ -110,6 +119,7 @@ impl Default for AtConfig {
             report_retry_count: 5,
             report_success: false,
             async_commit_buffer_limit: 10_000,
+            async_commit_interval: Duration::from_secs(1),
             data_validation: true,
             undo_log_table: "undo_log".into(),
             time_zone_offset_secs: 0,

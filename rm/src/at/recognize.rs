@@ -231,7 +231,8 @@ struct Placeholders<'a> {
     params: &'a [Value],
 }
 
-fn placeholder_positions<V: sqlparser::ast::Visit>(v: &V) -> Vec<(u64, u64)> {
+/// The (line, column) of every `?` inside `v`, in text order.
+pub(crate) fn placeholder_positions<V: sqlparser::ast::Visit>(v: &V) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let _ = visit_expressions(v, |e| {
         if let Expr::Value(vs) = e {

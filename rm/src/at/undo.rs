@@ -11,6 +11,7 @@ use mysql_async::Conn;
 
 use super::image::{Field, KeyType, Row, TableRecords};
 use super::json::{self, base64_decode, base64_encode, write_str, Json};
+use super::literal::bytes_literal;
 use super::value::{parse_time, Civil, FieldValue};
 use crate::error::RmError;
 
@@ -448,6 +449,9 @@ pub struct UndoLogTable {
     quoted: String,
 }
 
+/// Largest undo log written in the same round trip as the COMMIT (as hex, twice its size).
+const INLINE_LIMIT: usize = 1 << 20;
+
 /// Rows per age-based delete, as Seata.
 const AGE_DELETE_LIMIT: u64 = 3000;
 
@@ -484,6 +488,36 @@ impl UndoLogTable {
             ),
         )
         .await?;
+        Ok(())
+    }
+
+    /// Inserts one row and commits the local transaction. Up to [`INLINE_LIMIT`] bytes the
+    /// two go in one round trip, values written as literals (the COMMIT runs only if the
+    /// insert succeeded); larger logs are bound as parameters.
+    pub async fn insert_and_commit(
+        &self,
+        conn: &mut Conn,
+        xid: &str,
+        branch_id: i64,
+        rollback_info: &[u8],
+        status: LogStatus,
+    ) -> Result<(), RmError> {
+        if rollback_info.len() > INLINE_LIMIT {
+            self.insert(conn, xid, branch_id, rollback_info, status)
+                .await?;
+            conn.query_drop("COMMIT").await?;
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO {} (branch_id, xid, context, rollback_info, log_status, log_created, \
+             log_modified) VALUES ({branch_id}, {}, {}, {}, {}, now(), now());COMMIT",
+            self.quoted,
+            bytes_literal(xid.as_bytes()),
+            bytes_literal(CONTEXT_JACKSON.as_bytes()),
+            bytes_literal(rollback_info),
+            status as i32,
+        );
+        conn.query_iter(sql).await?.drop_result().await?;
         Ok(())
     }
 

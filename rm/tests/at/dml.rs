@@ -100,6 +100,7 @@ async fn update_with_order_by_limit_rolls_back() {
         )
         .await
         .unwrap();
+        assert_eq!(conn.affected_rows(), 2);
     })
     .await;
     assert_eq!(db.tc.lock_keys(), vec!["account_tbl:2,3"]);
@@ -284,13 +285,47 @@ async fn statements_that_change_nothing_register_no_branch() {
     let db = TestDb::new(&[ACCOUNT]).await;
     let mut conn = db.ds.get_conn().await.unwrap();
     with_xid(XID, async {
-        conn.query_drop("UPDATE account_tbl SET money = 1 WHERE id = 42")
+        conn.query_drop("UPDATE account_tbl SET money = 1 WHERE user_id = 'nobody'")
+            .await
+            .unwrap();
+        conn.exec_drop("DELETE FROM account_tbl WHERE money > ?", (5,))
             .await
             .unwrap();
     })
     .await;
     assert!(db.tc.registered.lock().unwrap().is_empty());
     assert_eq!(db.undo_rows().await, 0);
+    drop(conn);
+    db.cleanup().await;
+}
+
+/// A key-only filter registers its rows while the statement runs, before anyone knows the
+/// row is missing: the branch holds that key, its undo log is empty, and both phase-two
+/// outcomes leave the table alone.
+#[tokio::test]
+async fn a_key_filter_on_a_missing_row_registers_an_empty_branch() {
+    let db = TestDb::new(&[ACCOUNT, "INSERT INTO account_tbl VALUES (1, 'u', 10)"]).await;
+    let mut conn = db.ds.get_conn().await.unwrap();
+    for finish in ["commit", "rollback"] {
+        with_xid(XID, async {
+            conn.exec_drop("UPDATE account_tbl SET money = 1 WHERE id = ?", (42,))
+                .await
+                .unwrap();
+            assert_eq!(conn.affected_rows(), 0);
+        })
+        .await;
+        assert_eq!(db.tc.lock_keys().last().unwrap(), "account_tbl:42");
+        assert_eq!(db.undo_rows().await, 1);
+        if finish == "commit" {
+            commit(&db).await;
+        } else {
+            rollback(&db).await;
+        }
+        assert_eq!(
+            db.rows("SELECT * FROM account_tbl").await,
+            vec![vec![Value::from("1"), Value::from("u"), Value::from("10")]]
+        );
+    }
     drop(conn);
     db.cleanup().await;
 }

@@ -1,6 +1,8 @@
 //! Every common MySQL column type through an undo log and back.
 
+use mysql_async::{Params, Value};
 use seata_protocol::BranchStatus;
+use seata_rm::at::undo::{SqlUndoLog, UndoCodec};
 use seata_tm::context::with_xid;
 
 use crate::harness::TestDb;
@@ -79,4 +81,128 @@ async fn every_column_type_survives_insert_undo() {
     assert_eq!(db.count("SELECT COUNT(*) FROM all_types").await, 0);
     drop(conn);
     db.cleanup().await;
+}
+
+/// `all_types` without FLOAT and DOUBLE, whose statements are batched.
+const EXACT_TYPES: &str = "CREATE TABLE exact_types (
+    id BIGINT UNSIGNED PRIMARY KEY,
+    c_tiny TINYINT, c_bool TINYINT(1), c_small SMALLINT, c_medium MEDIUMINT, c_int INT,
+    c_int_u INT UNSIGNED, c_big BIGINT, c_big_u BIGINT UNSIGNED, c_dec DECIMAL(20, 6),
+    c_char CHAR(4), c_varchar VARCHAR(50), c_text TEXT, c_json JSON, c_enum ENUM('x', 'y'),
+    c_binary BINARY(3), c_varbinary VARBINARY(10), c_blob BLOB, c_bit BIT(10),
+    c_date DATE, c_time TIME(6), c_datetime DATETIME(6), c_timestamp TIMESTAMP(3) NULL,
+    c_year YEAR, c_null VARCHAR(5)
+)";
+
+const EXACT_ROWS: &str = "INSERT INTO exact_types SELECT n,
+    -128, 1, -32768, 8388607, -2147483648,
+    4294967295, -9223372036854775808, 18446744073709551614, '-12345678901234.500000',
+    'ab', 'héllo \\' \"q\" \\\\ ✓', REPEAT('t', 300), '{\"k\": [1, 2]}', 'y',
+    x'00ff10', x'', x'deadbeef', b'1010101010',
+    '1000-01-01', '-838:59:59.000001', '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07.123',
+    2155, NULL FROM (SELECT 1 AS n UNION SELECT 2) AS ids";
+
+const CHANGE_EXACT: &str = "UPDATE exact_types SET
+    c_tiny = 1, c_bool = 0, c_small = 2, c_medium = 3, c_int = 4, c_int_u = 5, c_big = 6,
+    c_big_u = 7, c_dec = 8, c_char = 'z', c_text = 'z', c_json = '[]', c_enum = 'x',
+    c_binary = 'zzz', c_varbinary = 'z', c_blob = 'z', c_bit = 1, c_date = '2000-01-01',
+    c_time = '01:02:03', c_datetime = '2000-01-01 00:00:00',
+    c_timestamp = '2000-01-01 00:00:00', c_year = 2000, c_null = 'set'";
+
+/// A batched statement reads its images as text, a prepared one as binary values: both must
+/// give the same undo log. Row 1 is changed with literal values only (batched); row 2 with a
+/// non-ASCII parameter, which has no literal the batch would write, so its images are read
+/// by prepared statements.
+#[tokio::test]
+async fn batched_and_prepared_images_agree_for_every_exact_type() {
+    let db = TestDb::new(&[EXACT_TYPES, EXACT_ROWS]).await;
+    let original = db.rows("SELECT * FROM exact_types ORDER BY id").await;
+    let rid = db.ds.resource_id().to_string();
+    let mut conn = db.ds.get_conn().await.unwrap();
+    let text = "héllo ' \"q\" \\ ✓";
+    let update = format!("{CHANGE_EXACT}, c_varchar = ? WHERE id = ?");
+    let delete = "DELETE FROM exact_types WHERE id = ? AND c_varchar = ?";
+    // Metadata is read by prepared statements, once.
+    let schema = db.rows("SELECT DATABASE()").await[0][0].clone();
+    let Value::Bytes(schema) = schema else {
+        panic!("no database")
+    };
+    db.ds
+        .table_meta()
+        .get(
+            conn.raw(),
+            std::str::from_utf8(&schema).unwrap(),
+            "exact_types",
+        )
+        .await
+        .unwrap();
+    let mut logs = Vec::new();
+    for (n, (sql, params, batched)) in [
+        (update.as_str(), Params::from(("z", 1)), true),
+        (update.as_str(), Params::from((text, 2)), false),
+        (delete, Params::from((1, text)), false),
+        (delete, Params::from((2, text)), false),
+        (
+            "DELETE FROM exact_types WHERE id = ?",
+            Params::from((1,)),
+            true,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let xid = format!("10.0.0.1:8091:{}", 100 + n);
+        let before = prepared_count(&mut conn).await;
+        with_xid(&xid, conn.exec_drop(sql, params)).await.unwrap();
+        let executed = prepared_count(&mut conn).await - before;
+        // The count's own SHOW is a text query.
+        assert_eq!(executed == 0, batched, "{sql}: {executed} prepared");
+        let (xid, branch) = db.tc.last_branch();
+        let info = db
+            .rows(&format!(
+                "SELECT rollback_info FROM undo_log WHERE branch_id = {branch}"
+            ))
+            .await;
+        let Value::Bytes(info) = &info[0][0] else {
+            panic!("no undo log for {sql}");
+        };
+        logs.push(UndoCodec::default().decode(info).unwrap().sql_undo_logs);
+        assert_eq!(
+            db.rm.branch_rollback(&xid, branch, &rid).await,
+            BranchStatus::PhaseTwoRollbacked
+        );
+        assert_eq!(
+            db.rows("SELECT * FROM exact_types ORDER BY id").await,
+            original
+        );
+    }
+    // Same data apart from the key (and the one SET value that had to differ).
+    let strip = |mut log: Vec<SqlUndoLog>| {
+        for item in &mut log {
+            for row in &mut item.before_image.rows {
+                row.fields.retain(|f| f.name != "id");
+            }
+            for row in &mut item.after_image.rows {
+                row.fields
+                    .retain(|f| f.name != "id" && f.name != "c_varchar");
+            }
+        }
+        log
+    };
+    let logs: Vec<_> = logs.into_iter().map(strip).collect();
+    assert_eq!(logs[0][0].before_image, logs[1][0].before_image);
+    assert_eq!(logs[0][0].after_image.rows.len(), 1);
+    assert_eq!(logs[0][0].after_image, logs[1][0].after_image);
+    assert_eq!(logs[2], logs[4]);
+    assert_eq!(logs[3], logs[4]);
+    drop(conn);
+    db.cleanup().await;
+}
+
+async fn prepared_count(conn: &mut seata_rm::at::AtConnection) -> i64 {
+    let rows: Vec<(String, String)> = conn
+        .query("SHOW SESSION STATUS LIKE 'Com\\_stmt\\_execute'")
+        .await
+        .unwrap();
+    rows[0].1.parse().unwrap()
 }
