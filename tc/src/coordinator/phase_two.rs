@@ -122,7 +122,7 @@ impl Coordinator {
                 // Another TC sharing the store decided (or finished) it first; our copy is
                 // stale. Answer what the store says, as for a repeated request.
                 drop(guard);
-                self.forget_local(tid);
+                self.forget_local(&session);
                 return Ok(current.unwrap_or(GlobalStatus::Finished));
             }
             Ok(Transition::Applied { branches }) => self.apply_branches(&session, branches),

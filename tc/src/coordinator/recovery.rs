@@ -86,7 +86,7 @@ impl Coordinator {
                 }
                 Ok(Transition::Lost { .. }) => {
                     // Another TC sharing the store decided it first; drop our stale copy.
-                    self.forget_local(tid);
+                    self.forget_local(s);
                     continue;
                 }
                 Ok(Transition::Applied { branches }) => self.apply_branches(s, branches),
@@ -174,7 +174,7 @@ impl Coordinator {
                     Ok(true) => {}
                     Ok(false) => {
                         debug!(xid = %session.xid, "another TC drives this transaction; dropping our copy");
-                        self.forget_local(tid);
+                        self.forget_local(&session);
                         return false;
                     }
                     Err(e) => {

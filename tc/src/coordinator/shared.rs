@@ -53,7 +53,7 @@ impl Coordinator {
             }
             BranchAdded::Refused(GlobalStatus::Finished) => {
                 // Finished through another TC: our copy is stale.
-                self.forget_local(tid);
+                self.forget_local(session);
                 Err(TcError::GlobalNotExist {
                     xid: xid.to_string(),
                 })
@@ -87,7 +87,7 @@ impl Coordinator {
                 Ok(self.adopt(s))
             }
             None => {
-                self.forget_local(tid);
+                self.forget_local(session);
                 Err(TcError::GlobalNotExist {
                     xid: session.xid.to_string(),
                 })
@@ -124,9 +124,19 @@ impl Coordinator {
     }
 
     /// Drops this process's copy of a session another TC decided, finished or drives.
-    pub(crate) fn forget_local(&self, transaction_id: i64) {
-        self.sessions.remove(&transaction_id);
-        self.queues.remove_all(transaction_id);
+    ///
+    /// Only `stale` itself is dropped: while its owner awaited the store, the orphan scan may
+    /// have replaced it with a fresher copy that we now drive (and whose queue entries these
+    /// are), and dropping that one would leave a transaction leased to us that nobody drives.
+    pub(crate) fn forget_local(&self, stale: &Arc<GlobalSession>) {
+        let tid = stale.transaction_id;
+        if self
+            .sessions
+            .remove_if(&tid, |_, held| Arc::ptr_eq(held, stale))
+            .is_some()
+        {
+            self.queues.remove_all(tid);
+        }
     }
 
     /// Installs the branch list a shared store returned with a decision.
@@ -173,16 +183,28 @@ impl Coordinator {
                 .sessions
                 .get(&s.global.transaction_id)
                 .map(|h| h.value().clone());
-            if let Some(held) = held {
+            if let Some(held) = &held {
                 let st = held.lock();
-                if st.driving || st.status == s.global.status {
-                    // Ours already (e.g. our own lease lapsed during a stall).
+                // Ours already (e.g. our own lease lapsed during a stall). And a Begin orphan
+                // (unleased) is never replaced: our copy is at least as new as the scan's
+                // snapshot, because the timeout check and TM decisions change the status in
+                // memory before their store write. Swapping in the Begin snapshot during that
+                // write would lose the decision: the timeout check queues the rollback for the
+                // replaced copy, the retry job drops the Begin replacement from the queue, its
+                // next timeout check loses the compare-and-set and forgets it, and the lease
+                // names this live TC, so no scan picks the transaction up again.
+                if st.driving
+                    || st.status == s.global.status
+                    || s.global.status == GlobalStatus::Begin
+                {
                     continue;
                 }
             }
             // Absent, or a stale copy (say, still Begin from a register) that must not hide
             // the phase two we now own.
-            self.forget_local(s.global.transaction_id);
+            if let Some(held) = &held {
+                self.forget_local(held);
+            }
             info!(xid = %s.global.xid, status = %s.global.status, "taking over a transaction of a TC that stopped");
             // Ids of another node must not raise our generator: it would continue in that
             // node's id range.

@@ -16,6 +16,7 @@ use seata_protocol::{
 mod phase_two;
 mod recovery;
 mod requests;
+mod shared;
 
 use super::*;
 use crate::gateway::{BranchTarget, GatewayError};
