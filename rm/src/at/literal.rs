@@ -8,9 +8,13 @@
 //! else makes [`inline_params`] answer `None`, and the caller sends the statements one by one,
 //! as prepared statements.
 
+use std::sync::{Arc, LazyLock};
+
 use mysql_async::Value;
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::tokenizer::{Location, Token, Tokenizer, Whitespace};
+
+use super::text_cache::TextCache;
 
 /// The SQL literal for `v`, when one means exactly the same as binding `v`.
 pub(crate) fn sql_literal(v: &Value) -> Option<String> {
@@ -49,11 +53,40 @@ pub(crate) fn bytes_literal(b: &[u8]) -> String {
     s
 }
 
+/// Where a text's `?`s are (byte ranges) and where its last token ends.
+#[derive(Debug)]
+struct Splice {
+    holes: Vec<(usize, usize)>,
+    end: usize,
+}
+
+/// Splices of recent texts (the application's statements and the image queries built from
+/// them repeat).
+static SPLICES: LazyLock<TextCache<Option<Arc<Splice>>>> = LazyLock::new(|| TextCache::new(1024));
+
 /// `sql` with each `?` replaced by the literal of the matching parameter and anything after
 /// its last token (comments, `;`) cut, so that another statement can follow it. `None` when a
 /// parameter has no exact literal, the counts differ, the text does not tokenize, or it holds
 /// something whose meaning could change when spliced (`/*! ... */` comments, numbered `?1`).
 pub(crate) fn inline_params(sql: &str, params: &[Value]) -> Option<String> {
+    let splice = SPLICES.get_or_insert_with(sql, || splice(sql).map(Arc::new))?;
+    if splice.holes.len() != params.len() {
+        return None;
+    }
+    let mut out = String::with_capacity(sql.len() + 8 * params.len());
+    let mut copied = 0;
+    for ((start, end), param) in splice.holes.iter().zip(params) {
+        out.push_str(sql.get(copied..*start)?);
+        out.push(' ');
+        out.push_str(&sql_literal(param)?);
+        out.push(' ');
+        copied = *end;
+    }
+    out.push_str(sql.get(copied..splice.end)?);
+    Some(out)
+}
+
+fn splice(sql: &str) -> Option<Splice> {
     if sql.contains("/*!") {
         return None;
     }
@@ -62,7 +95,7 @@ pub(crate) fn inline_params(sql: &str, params: &[Value]) -> Option<String> {
         .with_unescape(false)
         .tokenize_with_location()
         .ok()?;
-    let end = tokens
+    let last = tokens
         .iter()
         .rev()
         .find(|t| {
@@ -74,17 +107,11 @@ pub(crate) fn inline_params(sql: &str, params: &[Value]) -> Option<String> {
         .span
         .end;
     let mut cursor = Cursor::new(sql);
-    let mut out = String::with_capacity(sql.len() + 8 * params.len());
-    let mut next_param = params.iter();
+    let mut holes = Vec::new();
     for t in &tokens {
         match &t.token {
             Token::Placeholder(p) if p == "?" => {
-                let start = cursor.byte_at(t.span.start)?;
-                out.push_str(&sql[cursor.copied..start]);
-                out.push(' ');
-                out.push_str(&sql_literal(next_param.next()?)?);
-                out.push(' ');
-                cursor.copied = cursor.byte_at(t.span.end)?;
+                holes.push((cursor.byte_at(t.span.start)?, cursor.byte_at(t.span.end)?));
             }
             Token::Placeholder(_) => return None,
             Token::Whitespace(Whitespace::MultiLineComment(c)) if c.starts_with('!') => {
@@ -93,12 +120,10 @@ pub(crate) fn inline_params(sql: &str, params: &[Value]) -> Option<String> {
             _ => {}
         }
     }
-    if next_param.next().is_some() {
-        return None;
-    }
-    let end = cursor.byte_at(end)?;
-    out.push_str(sql.get(cursor.copied..end)?);
-    Some(out)
+    Some(Splice {
+        holes,
+        end: cursor.byte_at(last)?,
+    })
 }
 
 /// Maps the tokenizer's (line, column) locations, columns counted in characters, to byte
@@ -108,8 +133,6 @@ struct Cursor<'a> {
     line: u64,
     col: u64,
     byte: usize,
-    /// Bytes of `sql` already copied to the output.
-    copied: usize,
 }
 
 impl<'a> Cursor<'a> {
@@ -119,7 +142,6 @@ impl<'a> Cursor<'a> {
             line: 1,
             col: 1,
             byte: 0,
-            copied: 0,
         }
     }
 

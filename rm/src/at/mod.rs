@@ -28,6 +28,7 @@ pub mod meta;
 mod proxy;
 pub mod recognize;
 mod session;
+mod text_cache;
 pub mod undo;
 mod undo_exec;
 pub mod value;

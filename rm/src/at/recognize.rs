@@ -12,6 +12,7 @@
 //! `Display` reproduces MySQL's backslash escapes exactly.
 
 use std::ops::ControlFlow;
+use std::sync::{Arc, LazyLock};
 
 use mysql_async::{Params, Value};
 use sqlparser::ast::{
@@ -22,6 +23,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::{Parser, ParserOptions};
 
+use super::text_cache::TextCache;
 use crate::error::RmError;
 
 /// What a statement means to AT mode.
@@ -161,6 +163,10 @@ pub struct SelectStmt {
     pub filter: Filter,
 }
 
+/// Parses of recent statements: the same parameterized texts come back all the time.
+static PARSED: LazyLock<TextCache<Option<Arc<Vec<Statement>>>>> =
+    LazyLock::new(|| TextCache::new(1024));
+
 /// Parses `sql` (MySQL dialect, literals kept raw).
 pub fn parse(sql: &str) -> Result<Vec<Statement>, RmError> {
     let dialect = MySqlDialect {};
@@ -193,20 +199,23 @@ pub fn recognize(sql: &str, params: &Params) -> Result<Recognized, RmError> {
             ))
         }
     };
-    let stmts = match parse(sql) {
-        Ok(s) => s,
-        Err(e) => {
-            let first = sql
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            return if DML_WORDS.iter().any(|w| first.starts_with(w)) {
-                Err(e)
-            } else {
-                Ok(Recognized::Plain)
-            };
-        }
+    let stmts = match PARSED.get_or_insert_with(sql, || parse(sql).map(Arc::new).ok()) {
+        Some(s) => s,
+        None => match parse(sql) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                let first = sql
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                return if DML_WORDS.iter().any(|w| first.starts_with(w)) {
+                    Err(e)
+                } else {
+                    Ok(Recognized::Plain)
+                };
+            }
+        },
     };
     match stmts.as_slice() {
         [] => Ok(Recognized::Plain),
