@@ -1,5 +1,6 @@
 //! One RPC connection = two tasks over a split socket: a reader that resolves responses and
-//! dispatches requests, and a writer that owns request ids on the wire, batches and flushes.
+//! dispatches requests, and a writer that drains the queue of frames, batches and flushes (a
+//! caller finding the write half idle writes its own frame, see [`super::handle`]).
 //! Splitting them means a peer that stops reading can never stop us from reading its answers.
 //!
 //! Inbound requests are handed to a [`RequestHandler`] in their own task, so slow phase-two
@@ -14,7 +15,7 @@ use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -114,6 +115,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    let codec = SeataCodec::new(config.max_frame_len);
     let shared = Arc::new(Shared {
         id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
         peer,
@@ -123,13 +125,12 @@ where
         token,
         inflight: TaskTracker::new(),
         request_timeout: config.request_timeout,
+        sink: Mutex::new(FramedWrite::new(Box::new(wr), codec.clone())),
     });
     let handle = RpcHandle { tx, shared };
-    let codec = SeataCodec::new(config.max_frame_len);
-    let reader = FramedRead::new(rd, codec.clone());
-    let writer = FramedWrite::new(wr, codec);
+    let reader = FramedRead::new(rd, codec);
     tokio::spawn(read_loop(reader, handle.clone(), config.clone(), handler));
-    tokio::spawn(write_loop(writer, rx, handle.clone(), config));
+    tokio::spawn(write_loop(rx, handle.clone(), config));
     handle
 }
 
@@ -209,7 +210,7 @@ async fn on_frame(
     trace!(peer = %conn.peer_addr(), id = frame.request_id, kind = ?frame.message_type, "frame in");
     match frame.message_type {
         MessageType::HeartbeatRequest => {
-            let _ = conn.send_frame(RpcFrame::pong_to(&frame)).await;
+            let _ = conn.queue_frame(RpcFrame::pong_to(&frame)).await;
         }
         MessageType::HeartbeatResponse => {}
         MessageType::Response => {
@@ -241,7 +242,9 @@ async fn on_frame(
                     // Inline: later requests on this connection rely on the registration.
                     let reply = handler.clone().on_request(conn.clone(), msg).await;
                     if let Some(reply) = reply {
-                        let _ = conn.send_frame(RpcFrame::response_to(&header, reply)).await;
+                        let _ = conn
+                            .queue_frame(RpcFrame::response_to(&header, reply))
+                            .await;
                     }
                 }
                 msg => {
@@ -314,14 +317,7 @@ fn mergeable(msg: &Message) -> bool {
 /// Most commands taken from the queue before a flush.
 const MAX_DRAIN: usize = 256;
 
-async fn write_loop<W>(
-    mut sink: FramedWrite<W, SeataCodec>,
-    mut rx: mpsc::Receiver<Command>,
-    conn: RpcHandle,
-    config: RpcConfig,
-) where
-    W: AsyncWrite + Unpin,
-{
+async fn write_loop(mut rx: mpsc::Receiver<Command>, conn: RpcHandle, config: RpcConfig) {
     let token = conn.shared.token.clone();
     let peer = conn.peer_addr();
     let mut batch: Vec<(i32, Message)> = Vec::new();
@@ -332,6 +328,8 @@ async fn write_loop<W>(
                 _ = token.cancelled() => break,
                 cmd = recv_or_idle(&mut rx, &config) => cmd,
             };
+            // Held until everything taken from the queue is flushed.
+            let mut sink = conn.shared.sink.lock().await;
             let cmd = match first {
                 Recv::Cmd(cmd) => cmd,
                 Recv::Closed => break,
@@ -358,6 +356,7 @@ async fn write_loop<W>(
             tokio::select! {
                 _ = &mut grace => break,
                 _ = conn.shared.inflight.wait() => {
+                    let mut sink = conn.shared.sink.lock().await;
                     while let Ok(cmd) = rx.try_recv() {
                         if let Command::Frame(f) = cmd {
                             sink.feed(&f).await?;
@@ -368,13 +367,13 @@ async fn write_loop<W>(
                     break;
                 }
                 cmd = rx.recv() => match cmd {
-                    Some(Command::Frame(f)) => sink.send(&f).await?,
+                    Some(Command::Frame(f)) => conn.shared.sink.lock().await.send(&f).await?,
                     Some(other) => fail_unsent(other, &conn),
                     None => break,
                 },
             }
         }
-        flush(&mut sink).await?;
+        flush(&mut *conn.shared.sink.lock().await).await?;
         Ok(())
     }
     .await;
@@ -383,6 +382,8 @@ async fn write_loop<W>(
     }
     token.cancel();
     conn.shared.closed.store(true, Ordering::Release);
+    // Taken after `closed` is set, so no caller writes a frame of its own from here on.
+    let mut sink = conn.shared.sink.lock().await;
     // What is still queued was never written; what is pending was (outcome unknown).
     rx.close();
     while let Ok(cmd) = rx.try_recv() {
@@ -399,7 +400,7 @@ async fn write_loop<W>(
     conn.shared.pending.fail_all(|| RpcError::ConnectionLost {
         peer: peer.to_string(),
     });
-    let _ = SinkExt::<&RpcFrame>::close(&mut sink).await;
+    let _ = SinkExt::<&RpcFrame>::close(&mut *sink).await;
 }
 
 async fn flush<W: AsyncWrite + Unpin>(
