@@ -44,15 +44,12 @@ async fn rollback_undoes_branches_in_reverse_order_then_frees_rows() {
     let tm = tm(tc.addr()).await;
     let rm = TestRm::connect(tc.addr(), "it-rm", &[DB]).await;
     let xid = begin(&tm, 60_000).await;
-    let ids: Vec<i64> =
-        futures::future::join_all(["t:1", "t:2", "t:3"].map(|k| rm.register(&xid, DB, k)))
-            .await
-            .into_iter()
-            .map(|r| r.branch_id)
-            .collect();
-    // Registration order is the order the TC assigned ids in.
-    let mut by_registration = ids.clone();
-    by_registration.sort();
+    // One after another: registrations in flight together join the transaction in the order
+    // their locks and store writes finish, which no client can know.
+    let mut by_registration = Vec::new();
+    for key in ["t:1", "t:2", "t:3"] {
+        by_registration.push(rm.register(&xid, DB, key).await.branch_id);
+    }
 
     let r = rollback(&tm, &xid).await;
     assert!(r.result.is_success(), "{:?}", r.result);
