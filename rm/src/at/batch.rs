@@ -12,6 +12,8 @@
 //!   hold locked, are the rows a read by key would give. Otherwise (a phantom, a filter that
 //!   is not deterministic) the after image is read by key as before. An UPDATE that sets a
 //!   column its filter reads sends no guess.
+//! - An UPDATE whose SETs are integer arithmetic sends no guess: its after image follows from
+//!   the before image (`int_set.rs`), unless the statement warned.
 //! - Text-protocol values go through the same conversion as binary ones, which is exact for
 //!   every type but FLOAT and DOUBLE: MySQL's text form of a double need not round-trip, and
 //!   an image off by the last digit would look like a dirty write at rollback. Statements
@@ -28,6 +30,7 @@ use tracing::debug;
 use super::connection::{AtConnection, Protocol};
 use super::exec::{Plan, Prepared};
 use super::image::{column_list, image_from_rows, quote, TableRecords};
+use super::int_set;
 use super::literal::inline_params;
 use super::recognize::Filter;
 use super::undo::SqlType;
@@ -38,6 +41,8 @@ use crate::error::RmError;
 pub(super) struct Batch {
     sql: String,
     guess_after: bool,
+    /// The UPDATE's integer arithmetic gives its after image (`int_set.rs`): no guess is sent.
+    computes_after: bool,
 }
 
 impl Batch {
@@ -72,7 +77,12 @@ impl Batch {
             ),
             &filter.params,
         )?;
-        let guess_after = plan.sql_type == SqlType::Update && !reads_any(filter, plan.set_columns);
+        let computes_after = plan
+            .int_sets
+            .is_some_and(|sets| int_set::applies(&plan.meta, sets));
+        let guess_after = plan.sql_type == SqlType::Update
+            && !computes_after
+            && !reads_any(filter, plan.set_columns);
         let mut batch = format!("{select} FOR UPDATE;{statement}");
         if guess_after {
             // In key order, as a read by key returns the rows (the lock key and the undo log
@@ -91,6 +101,7 @@ impl Batch {
         Some(Batch {
             sql: batch,
             guess_after,
+            computes_after,
         })
     }
 }
@@ -156,6 +167,7 @@ impl AtConnection {
         };
         let affected = result.affected_rows();
         let insert_id = result.last_insert_id();
+        let warnings = result.warnings();
         // The statement's own (empty) result, then the guess. The guess is only a shortcut:
         // if it fails the after image is read by key, which meets any lasting problem again.
         let guess = async {
@@ -177,9 +189,15 @@ impl AtConnection {
         self.affected = affected;
         self.insert_id = insert_id;
         let images = image_from_rows(&plan.meta, &plan.columns, before).and_then(|before| {
-            let after = guess
-                .map(|rows| image_from_rows(&plan.meta, &plan.columns, rows))
-                .transpose()?;
+            let after = match (guess, plan.int_sets) {
+                (Some(rows), _) => Some(image_from_rows(&plan.meta, &plan.columns, rows)?),
+                // A warning (a clamped value, say) means MySQL did not store what the
+                // arithmetic says: the after image is read by key instead.
+                (None, Some(sets)) if batch.computes_after && warnings == 0 => {
+                    int_set::after_image(&plan.meta, &before, sets)
+                }
+                (None, _) => None,
+            };
             Ok::<(TableRecords, _), RmError>((before, after))
         });
         match images {

@@ -18,6 +18,7 @@ use tracing::debug;
 use super::batch::Batch;
 use super::connection::{register, AtConnection, Protocol};
 use super::image::{select_by_keys, select_for_update, Row, TableRecords};
+use super::int_set::IntSet;
 use super::lock_key;
 use super::meta::TableMeta;
 use super::recognize::{Cell, Filter, InsertStmt, Recognized, TableRef};
@@ -44,6 +45,8 @@ pub(super) struct Plan<'r> {
     pub(super) filter: Option<&'r Filter>,
     /// UPDATE: the SET columns.
     pub(super) set_columns: &'r [String],
+    /// UPDATE: the SETs as integer changes, when every one is.
+    pub(super) int_sets: Option<&'r [IntSet]>,
     /// INSERT only: per row, per primary key column (key order).
     insert_keys: Vec<Vec<KeySource>>,
 }
@@ -344,6 +347,10 @@ impl AtConnection {
             Recognized::Delete(d) => (SqlType::Delete, &d.table, Some(&d.filter), &[]),
             _ => return Err(RmError::unsupported(sql, "not a DML statement")),
         };
+        let int_sets = match rec {
+            Recognized::Update(u) => u.int_sets.as_deref(),
+            _ => None,
+        };
         let meta = self.table_meta(sql, table).await?;
         let columns = if sql_type == SqlType::Update {
             let mut columns = meta.primary_keys.clone();
@@ -377,6 +384,7 @@ impl AtConnection {
             columns,
             filter,
             set_columns,
+            int_sets,
             insert_keys,
         })
     }

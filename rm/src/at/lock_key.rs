@@ -246,6 +246,7 @@ mod tests {
             name: "order_tbl".into(),
             columns: vec![col("id", "int"), col("code", "varchar"), col("v", "int")],
             primary_keys: pks.iter().map(|s| s.to_string()).collect(),
+            update_triggers: false,
         }
     }
 

@@ -47,6 +47,8 @@ pub struct TableMeta {
     pub columns: Vec<ColumnMeta>,
     /// Primary key column names in key order.
     pub primary_keys: Vec<String>,
+    /// Whether an UPDATE trigger exists (it may change rows beyond what the statement says).
+    pub update_triggers: bool,
 }
 
 impl TableMeta {
@@ -150,10 +152,18 @@ async fn load(conn: &mut Conn, schema: &str, table: &str) -> Result<TableMeta, R
     if primary_keys.is_empty() {
         return Err(RmError::NoPrimaryKey { table: real_name });
     }
+    let update_triggers: Option<i64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? \
+             AND EVENT_OBJECT_TABLE = ? AND EVENT_MANIPULATION = 'UPDATE'",
+            (schema, &real_name),
+        )
+        .await?;
     Ok(TableMeta {
         schema: schema.to_string(),
         name: real_name,
         columns,
         primary_keys,
+        update_triggers: update_triggers.unwrap_or(0) > 0,
     })
 }

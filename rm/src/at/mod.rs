@@ -20,6 +20,7 @@ mod connection;
 mod exec;
 mod for_update;
 pub mod image;
+pub mod int_set;
 mod json;
 mod literal;
 pub mod lock_key;

@@ -23,6 +23,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::{Parser, ParserOptions};
 
+use super::int_set::{int_sets, literal as int_literal, IntSet};
 use super::text_cache::TextCache;
 use crate::error::RmError;
 
@@ -143,6 +144,8 @@ pub struct UpdateStmt {
     pub columns: Vec<String>,
     /// The rows it touches.
     pub filter: Filter,
+    /// The SETs as integer changes, when every one is (see `int_set.rs`).
+    pub int_sets: Option<Vec<IntSet>>,
 }
 
 /// `DELETE FROM t [WHERE] [ORDER BY] [LIMIT]`.
@@ -580,10 +583,17 @@ fn update(
     filter.params = ph.params_of(sql, &up.selection)?;
     filter.params.extend(ph.params_of(sql, &up.order_by)?);
     filter.params.extend(ph.params_of(sql, &up.limit)?);
+    let int_sets = int_sets(&up.assignments, |e| match e {
+        Expr::Value(v) if matches!(v.value, SqlValue::Placeholder(_)) => ph
+            .value_at(sql, (v.span.start.line, v.span.start.column))
+            .ok(),
+        e => int_literal(e),
+    });
     Ok(UpdateStmt {
         table,
         columns,
         filter,
+        int_sets,
     })
 }
 

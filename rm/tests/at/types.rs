@@ -122,20 +122,7 @@ async fn batched_and_prepared_images_agree_for_every_exact_type() {
     let text = "héllo ' \"q\" \\ ✓";
     let update = format!("{CHANGE_EXACT}, c_varchar = ? WHERE id = ?");
     let delete = "DELETE FROM exact_types WHERE id = ? AND c_varchar = ?";
-    // Metadata is read by prepared statements, once.
-    let schema = db.rows("SELECT DATABASE()").await[0][0].clone();
-    let Value::Bytes(schema) = schema else {
-        panic!("no database")
-    };
-    db.ds
-        .table_meta()
-        .get(
-            conn.raw(),
-            std::str::from_utf8(&schema).unwrap(),
-            "exact_types",
-        )
-        .await
-        .unwrap();
+    warm_meta(&db, &mut conn, "exact_types").await;
     let mut logs = Vec::new();
     for (n, (sql, params, batched)) in [
         (update.as_str(), Params::from(("z", 1)), true),
@@ -205,4 +192,115 @@ async fn prepared_count(conn: &mut seata_rm::at::AtConnection) -> i64 {
         .await
         .unwrap();
     rows[0].1.parse().unwrap()
+}
+
+const INTS: &str = "CREATE TABLE ints (
+    id BIGINT UNSIGNED PRIMARY KEY, c_tiny TINYINT, c_small SMALLINT, c_medium MEDIUMINT,
+    c_int INT, c_int_u INT UNSIGNED, c_big BIGINT, c_big_u BIGINT UNSIGNED, c_null INT NULL
+)";
+
+/// Integer SETs give the after image without reading the row back. Rollback compares that
+/// image with the row as stored, type and value, so a wrong one would be refused as a dirty
+/// write. A SET MySQL clamps (with a warning, outside strict mode) must read the row instead.
+#[tokio::test]
+async fn integer_sets_compute_the_after_image_a_clamped_one_reads_it() {
+    let db = TestDb::new(&[
+        INTS,
+        "INSERT INTO ints VALUES (18446744073709551615, -128, 1, 2, 3, 4, 5, 6, NULL), \
+         (7, 100, 1, 2, 3, 4, 5, 6, 9)",
+    ])
+    .await;
+    let original = db.rows("SELECT * FROM ints ORDER BY id").await;
+    let rid = db.ds.resource_id().to_string();
+    let mut conn = db.ds.get_conn().await.unwrap();
+    warm_meta(&db, &mut conn, "ints").await;
+    conn.query_drop("SET SESSION sql_mode = ''").await.unwrap();
+    let computed = "UPDATE ints SET c_tiny = c_tiny + 1, c_small = 9, \
+        c_medium = c_medium - ?, c_int = -7, c_int_u = c_int_u + ?, c_big = ?, \
+        c_big_u = 1 + c_big_u, c_null = c_null + 1 WHERE id >= ?";
+    for (xid, sql, params, selects) in [
+        (
+            "10.0.0.1:8091:201",
+            computed,
+            Params::from((3, 2, -4, 1)),
+            1,
+        ),
+        // 100 + 100 does not fit a TINYINT: stored as 127 with a warning.
+        (
+            "10.0.0.1:8091:202",
+            "UPDATE ints SET c_tiny = c_tiny + ? WHERE id = ?",
+            Params::from((100, 7)),
+            2,
+        ),
+    ] {
+        let before = select_count(&mut conn).await;
+        with_xid(xid, conn.exec_drop(sql, params)).await.unwrap();
+        assert_eq!(select_count(&mut conn).await - before, selects, "{sql}");
+        assert_ne!(db.rows("SELECT * FROM ints ORDER BY id").await, original);
+        let (xid, branch) = db.tc.last_branch();
+        assert_eq!(
+            db.rm.branch_rollback(&xid, branch, &rid).await,
+            BranchStatus::PhaseTwoRollbacked,
+            "{sql}"
+        );
+        assert_eq!(db.rows("SELECT * FROM ints ORDER BY id").await, original);
+    }
+    assert_eq!(db.tc.lock_keys()[0], "ints:7,18446744073709551615");
+    drop(conn);
+    db.cleanup().await;
+}
+
+async fn select_count(conn: &mut seata_rm::at::AtConnection) -> i64 {
+    let rows: Vec<(String, String)> = conn
+        .query("SHOW SESSION STATUS LIKE 'Com\\_select'")
+        .await
+        .unwrap();
+    rows[0].1.parse().unwrap()
+}
+
+/// Loads `table`'s metadata (its queries would count among a statement's otherwise).
+async fn warm_meta(db: &TestDb, conn: &mut seata_rm::at::AtConnection, table: &str) {
+    let Value::Bytes(schema) = db.rows("SELECT DATABASE()").await[0][0].clone() else {
+        panic!("no database")
+    };
+    let schema = String::from_utf8(schema).unwrap();
+    db.ds
+        .table_meta()
+        .get(conn.raw(), &schema, table)
+        .await
+        .unwrap();
+    // raw() made the proxy forget the session's database; a USE it sees tells it again.
+    conn.query_drop(format!("USE `{schema}`")).await.unwrap();
+}
+
+/// An UPDATE trigger may change the row beyond the statement's arithmetic: such a table's
+/// after images are read, so rollback finds them equal to the stored rows (a computed one
+/// would say 1 where the row holds 101, and rollback would refuse it as a dirty write).
+#[tokio::test]
+async fn a_table_with_an_update_trigger_reads_its_after_image() {
+    let db = TestDb::new(&[
+        "CREATE TABLE counted (id INT PRIMARY KEY, n INT)",
+        "CREATE TRIGGER counted_bump BEFORE UPDATE ON counted FOR EACH ROW SET NEW.n = NEW.n + 100",
+        "INSERT INTO counted VALUES (1, 0)",
+    ])
+    .await;
+    let rid = db.ds.resource_id().to_string();
+    let mut conn = db.ds.get_conn().await.unwrap();
+    with_xid(
+        "10.0.0.1:8091:301",
+        conn.exec_drop("UPDATE counted SET n = n + 1 WHERE id = ?", (1,)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.count("SELECT n FROM counted").await, 101);
+    let (xid, branch) = db.tc.last_branch();
+    assert_eq!(
+        db.rm.branch_rollback(&xid, branch, &rid).await,
+        BranchStatus::PhaseTwoRollbacked
+    );
+    // The compensating UPDATE fires the trigger too (as with Seata): AT mode cannot undo
+    // what a trigger adds.
+    assert_eq!(db.count("SELECT n FROM counted").await, 100);
+    drop(conn);
+    db.cleanup().await;
 }
