@@ -32,7 +32,7 @@ use super::exec::{Plan, Prepared};
 use super::image::{column_list, image_from_rows, quote, TableRecords};
 use super::int_set;
 use super::literal::inline_params;
-use super::recognize::Filter;
+use super::recognize::{column_name, Filter};
 use super::undo::SqlType;
 use super::value::Kind;
 use crate::error::RmError;
@@ -108,15 +108,8 @@ impl Batch {
 
 /// Whether the filter's WHERE or ORDER BY names any of `columns`.
 fn reads_any(filter: &Filter, columns: &[String]) -> bool {
-    fn named(e: &Expr) -> Option<&String> {
-        match e {
-            Expr::Identifier(i) => Some(&i.value),
-            Expr::CompoundIdentifier(parts) => parts.last().map(|i| &i.value),
-            _ => None,
-        }
-    }
     let hit = |e: &Expr| {
-        if named(e).is_some_and(|n| columns.iter().any(|c| c.eq_ignore_ascii_case(n))) {
+        if column_name(e).is_some_and(|n| columns.iter().any(|c| c.eq_ignore_ascii_case(n))) {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())

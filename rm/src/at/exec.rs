@@ -408,27 +408,20 @@ impl AtConnection {
     }
 
     /// After image, undo item and lock key; `None` when the statement changed nothing.
-    async fn finish(&mut self, p: Prepared) -> Result<Option<(SqlUndoLog, String)>, RmError> {
-        let after = match p.sql_type {
-            SqlType::Delete => TableRecords::empty(&p.meta),
-            SqlType::Update if p.before.is_empty() => TableRecords::empty(&p.meta),
-            SqlType::Update => match p.after_guess {
-                Some(guess) if same_keys(&guess, &p.before) => guess,
-                _ => {
-                    let keys = p.before.key_values(&p.meta)?;
-                    select_by_keys(
-                        &mut self.conn,
-                        &p.meta,
-                        &p.table_name,
-                        &p.columns,
-                        &keys,
-                        false,
-                    )
-                    .await?
-                }
+    async fn finish(&mut self, mut p: Prepared) -> Result<Option<(SqlUndoLog, String)>, RmError> {
+        // What the after image is, or the keys to read it by.
+        let known = match p.sql_type {
+            SqlType::Delete => Ok(TableRecords::empty(&p.meta)),
+            SqlType::Update if p.before.is_empty() => Ok(TableRecords::empty(&p.meta)),
+            SqlType::Update => match p.after_guess.take() {
+                Some(guess) if same_keys(&guess, &p.before) => Ok(guess),
+                _ => Err(p.before.key_values(&p.meta)?),
             },
-            SqlType::Insert => {
-                let keys = self.inserted_keys(&p).await?;
+            SqlType::Insert => Err(self.inserted_keys(&p).await?),
+        };
+        let after = match known {
+            Ok(after) => after,
+            Err(keys) => {
                 let after = select_by_keys(
                     &mut self.conn,
                     &p.meta,
@@ -438,7 +431,7 @@ impl AtConnection {
                     false,
                 )
                 .await?;
-                if after.rows.len() != keys.len() {
+                if p.sql_type == SqlType::Insert && after.rows.len() != keys.len() {
                     return Err(RmError::ImageMismatch {
                         table: p.meta.name.clone(),
                         reason: format!(

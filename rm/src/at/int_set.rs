@@ -12,10 +12,10 @@
 
 use mysql_async::Value;
 use sqlparser::ast::{Assignment, AssignmentTarget, BinaryOperator, Expr, ObjectNamePart};
-use sqlparser::ast::{UnaryOperator, Value as SqlValue};
 
 use super::image::{Row, TableRecords};
 use super::meta::TableMeta;
+use super::recognize::column_name;
 use super::value::{FieldValue, Kind};
 
 /// What one SET does to its column.
@@ -63,7 +63,7 @@ pub(crate) fn int_sets(
         if out.iter().any(|s| s.column.eq_ignore_ascii_case(&column)) {
             return None;
         }
-        let is_self = |e: &Expr| names(e).is_some_and(|n| n.eq_ignore_ascii_case(&column));
+        let is_self = |e: &Expr| column_name(e).is_some_and(|n| n.eq_ignore_ascii_case(&column));
         let change = match &a.value {
             Expr::BinaryOp { left, op, right } if is_self(left) => {
                 let d = int(right)??;
@@ -83,39 +83,6 @@ pub(crate) fn int_sets(
         out.push(IntSet { column, change });
     }
     Some(out)
-}
-
-fn names(e: &Expr) -> Option<&str> {
-    match e {
-        Expr::Identifier(i) => Some(&i.value),
-        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.as_str()),
-        Expr::Nested(inner) => names(inner),
-        _ => None,
-    }
-}
-
-/// The integer value of a literal (`5`, `-5`, `NULL`), for [`int_sets`]' callers.
-pub(crate) fn literal(e: &Expr) -> Option<Value> {
-    match e {
-        Expr::Value(v) => match &v.value {
-            SqlValue::Number(n, _) => n
-                .parse::<i64>()
-                .map(Value::Int)
-                .or_else(|_| n.parse::<u64>().map(Value::UInt))
-                .ok(),
-            SqlValue::Null => Some(Value::NULL),
-            _ => None,
-        },
-        Expr::UnaryOp {
-            op: UnaryOperator::Minus,
-            expr,
-        } => match literal(expr)? {
-            Value::Int(i) => i.checked_neg().map(Value::Int),
-            _ => None,
-        },
-        Expr::Nested(inner) => literal(inner),
-        _ => None,
-    }
 }
 
 /// Whether `sets` apply to `meta`'s columns: integer kinds only.

@@ -7,11 +7,11 @@
 //! no escaping, so a `,` `;` `:` or `_` inside a key value makes keys ambiguous.
 
 use mysql_async::Value;
-use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value as SqlValue};
+use sqlparser::ast::{BinaryOperator, Expr, Value as SqlValue};
 
 use super::image::TableRecords;
 use super::meta::TableMeta;
-use super::recognize::{placeholder_positions, Filter};
+use super::recognize::{column_name, int_literal, placeholder_positions, Filter};
 use super::value::{FieldValue, Kind};
 use crate::error::RmError;
 
@@ -58,35 +58,17 @@ pub fn predict(meta: &TableMeta, filter: &Filter) -> Option<String> {
     let selection = filter.selection.as_ref()?;
     let positions = placeholder_positions(selection);
     let value = |e: &Expr| -> Option<Value> {
-        match e {
-            Expr::Value(v) => match &v.value {
-                SqlValue::Placeholder(_) => {
-                    let at = (v.span.start.line, v.span.start.column);
-                    let i = positions.binary_search(&at).ok()?;
-                    match filter.params.get(i)? {
-                        x @ (Value::Int(_) | Value::UInt(_)) => Some(x.clone()),
-                        _ => None,
-                    }
-                }
-                SqlValue::Number(n, _) => n
-                    .parse::<i64>()
-                    .map(Value::Int)
-                    .or_else(|_| n.parse::<u64>().map(Value::UInt))
-                    .ok(),
-                _ => None,
-            },
-            Expr::UnaryOp {
-                op: UnaryOperator::Minus,
-                expr,
-            } => match expr.as_ref() {
-                Expr::Value(v) => match &v.value {
-                    SqlValue::Number(n, _) => format!("-{n}").parse::<i64>().map(Value::Int).ok(),
-                    _ => None,
-                },
-                _ => None,
-            },
-            _ => None,
-        }
+        let v = match e {
+            Expr::Value(v) if matches!(v.value, SqlValue::Placeholder(_)) => {
+                let at = (v.span.start.line, v.span.start.column);
+                filter
+                    .params
+                    .get(positions.binary_search(&at).ok()?)?
+                    .clone()
+            }
+            e => int_literal(e)?,
+        };
+        matches!(v, Value::Int(_) | Value::UInt(_)).then_some(v)
     };
     // Per key column (in key order), the values the filter allows.
     let mut allowed: Vec<Option<Vec<Value>>> = vec![None; pk_cols.len()];
@@ -162,15 +144,6 @@ pub fn predict(meta: &TableMeta, filter: &Filter) -> Option<String> {
     let mut seen = std::collections::HashSet::new();
     rows.retain(|r| seen.insert(r.clone()));
     Some(format!("{}:{}", meta.name, rows.join(",")))
-}
-
-fn column_name(e: &Expr) -> Option<&str> {
-    match e {
-        Expr::Identifier(i) => Some(&i.value),
-        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.as_str()),
-        Expr::Nested(inner) => column_name(inner),
-        _ => None,
-    }
 }
 
 /// Whether the one-statement lock key `found` names only rows of `registered` (`found` may

@@ -23,7 +23,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::{Parser, ParserOptions};
 
-use super::int_set::{int_sets, literal as int_literal, IntSet};
+use super::int_set::{int_sets, IntSet};
 use super::text_cache::TextCache;
 use crate::error::RmError;
 
@@ -625,6 +625,40 @@ fn delete(
     filter.params.extend(ph.params_of(sql, &del.order_by)?);
     filter.params.extend(ph.params_of(sql, &del.limit)?);
     Ok(DeleteStmt { table, filter })
+}
+
+/// The column an expression names (`c`, `t.c`, `(c)`), unquoted.
+pub(crate) fn column_name(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Identifier(i) => Some(&i.value),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.as_str()),
+        Expr::Nested(inner) => column_name(inner),
+        _ => None,
+    }
+}
+
+/// The value of an integer or NULL literal (`5`, `-5`, `(7)`, `NULL`).
+pub(crate) fn int_literal(e: &Expr) -> Option<Value> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            SqlValue::Number(n, _) => n
+                .parse::<i64>()
+                .map(Value::Int)
+                .or_else(|_| n.parse::<u64>().map(Value::UInt))
+                .ok(),
+            SqlValue::Null => Some(Value::NULL),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match int_literal(expr)? {
+            Value::Int(i) => i.checked_neg().map(Value::Int),
+            _ => None,
+        },
+        Expr::Nested(inner) => int_literal(inner),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
