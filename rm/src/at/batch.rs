@@ -134,6 +134,7 @@ impl AtConnection {
             Ok(r) => r,
             Err(e) => {
                 self.session.observe(sql, false);
+                self.note_failure(&e);
                 return Err(e.into());
             }
         };
@@ -155,6 +156,7 @@ impl AtConnection {
                 };
                 drop(result);
                 self.session.observe(sql, false);
+                self.note_failure(&e);
                 return Err(e.into());
             }
         };

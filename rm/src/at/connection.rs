@@ -31,8 +31,8 @@ pub(crate) struct LocalTx {
     pub(crate) xid: Option<String>,
     pub(crate) undo: Vec<SqlUndoLog>,
     pub(crate) keys: LockKeys,
-    /// Set when a statement failed after it ran, so the undo log would be incomplete: such a
-    /// transaction may only roll back.
+    /// Why the undo log would not match the data (a statement failed after it ran, or MySQL
+    /// rolled the transaction back): such a transaction may only roll back.
     pub(crate) poisoned: Option<String>,
 }
 
@@ -255,10 +255,28 @@ impl AtConnection {
             Protocol::Binary => self.conn.exec(sql, params).await,
         };
         self.session.observe(sql, rows.is_ok());
+        if let Err(e) = &rows {
+            self.note_failure(e);
+        }
         let rows = rows?;
         self.affected = self.conn.affected_rows();
         self.insert_id = self.conn.last_insert_id();
         Ok(rows)
+    }
+
+    /// A deadlock makes MySQL roll back the whole transaction, not just the statement: the
+    /// undo items collected so far describe changes that are gone (and with autocommit on,
+    /// what follows would commit on its own), so the local transaction may only roll back.
+    pub(crate) fn note_failure(&mut self, e: &mysql_async::Error) {
+        const ER_LOCK_DEADLOCK: u16 = 1213;
+        if let (mysql_async::Error::Server(s), Some(tx)) = (e, self.tx.as_mut()) {
+            if s.code == ER_LOCK_DEADLOCK {
+                tx.poisoned = Some(format!(
+                    "MySQL rolled it back after a deadlock ({})",
+                    s.message
+                ));
+            }
+        }
     }
 
     /// Opens the local transaction of a statement run without [`begin`](Self::begin). The
@@ -287,7 +305,7 @@ impl AtConnection {
         if let Some(reason) = tx.poisoned {
             self.rollback_quietly().await;
             return Err(RmError::TxState(format!(
-                "rolled back instead of committing: an earlier statement failed after it ran ({reason})"
+                "rolled back instead of committing: {reason}; run the transaction again"
             )));
         }
         let xid = match tx.xid {

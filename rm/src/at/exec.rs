@@ -127,7 +127,7 @@ impl AtConnection {
     /// item could not be built.
     pub(super) fn poison(&mut self, e: &RmError) {
         if let Some(tx) = self.tx.as_mut() {
-            tx.poisoned = Some(e.to_string());
+            tx.poisoned = Some(format!("a statement failed after it ran: {e}"));
         }
     }
 

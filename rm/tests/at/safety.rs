@@ -277,3 +277,49 @@ fn resource_id_is_the_java_jdbc_url() {
         "jdbc:mysql://127.0.0.1:3306/seata_order"
     );
 }
+
+/// A deadlock makes MySQL roll back the victim's whole local transaction: its undo items
+/// describe changes that are gone, so committing it must roll back instead of registering a
+/// branch and writing an undo log for them.
+#[tokio::test]
+async fn a_deadlocked_local_transaction_can_only_roll_back() {
+    let db = TestDb::new(&[ACCOUNT, SEED]).await;
+    let (xa, xb) = ("10.0.0.9:8091:401", "10.0.0.9:8091:402");
+    let mut a = db.ds.get_conn().await.unwrap();
+    let mut b = db.ds.get_conn().await.unwrap();
+    let bump = |id: i32| format!("UPDATE account_tbl SET money = money + 1 WHERE id = {id}");
+    for (conn, xid, id) in [(&mut a, xa, 1), (&mut b, xb, 2)] {
+        with_xid(xid, async {
+            conn.begin().await.unwrap();
+            conn.query_drop(bump(id)).await.unwrap();
+        })
+        .await;
+    }
+    // Each reaches for the other's row: InnoDB picks a victim.
+    let (ra, rb) = tokio::join!(with_xid(xa, a.query_drop(bump(2))), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        with_xid(xb, b.query_drop(bump(1))).await
+    });
+    let (victim, victim_xid, survivor, survivor_xid, err) = match (ra, rb) {
+        (Err(e), Ok(())) => (&mut a, xa, &mut b, xb, e),
+        (Ok(()), Err(e)) => (&mut b, xb, &mut a, xa, e),
+        other => panic!("expected one deadlock victim, got {other:?}"),
+    };
+    assert_eq!(err.mysql_code(), Some(1213), "{err}");
+    let refused = with_xid(victim_xid, victim.commit()).await.unwrap_err();
+    assert!(
+        matches!(&refused, RmError::TxState(m) if m.contains("deadlock")),
+        "{refused}"
+    );
+    assert!(db.tc.registered.lock().unwrap().is_empty());
+    with_xid(survivor_xid, survivor.commit()).await.unwrap();
+    assert_eq!(db.tc.registered.lock().unwrap().len(), 1);
+    assert_eq!(db.undo_rows().await, 1);
+    assert_eq!(
+        db.count("SELECT SUM(money) FROM account_tbl").await,
+        32,
+        "only the survivor's two updates"
+    );
+    drop((a, b));
+    db.cleanup().await;
+}
