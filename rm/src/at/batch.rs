@@ -1,7 +1,8 @@
 //! One round trip for an UPDATE or DELETE: its before image (`SELECT ... FOR UPDATE`), the
 //! statement itself and, for an UPDATE, a guess at the after image (its own filter read
 //! again), sent as one multi-statement text query with every value written in as a literal
-//! (`literal.rs`). Sent one by one these cost three round trips.
+//! (`literal.rs`). Sent one by one these cost three round trips. An INSERT travels with the
+//! read of its rows by key.
 //!
 //! Why this changes nothing but the round trips:
 //! - MySQL runs the statements in order and stops at the first that fails. A failed image
@@ -28,10 +29,10 @@ use sqlparser::ast::{visit_expressions, Expr};
 use tracing::debug;
 
 use super::connection::{AtConnection, Protocol};
-use super::exec::{Plan, Prepared};
+use super::exec::{KeySource, Plan, Prepared};
 use super::image::{column_list, image_from_rows, quote, TableRecords};
 use super::int_set;
-use super::literal::inline_params;
+use super::literal::{inline_params, sql_literal};
 use super::recognize::{column_name, Filter};
 use super::undo::SqlType;
 use super::value::Kind;
@@ -40,6 +41,9 @@ use crate::error::RmError;
 /// The statements of one batch.
 pub(super) struct Batch {
     sql: String,
+    /// An INSERT and its after image; otherwise a before image, an UPDATE or DELETE and
+    /// perhaps a guess at the after image.
+    insert: bool,
     guess_after: bool,
     /// The UPDATE's integer arithmetic gives its after image (`int_set.rs`): no guess is sent.
     computes_after: bool,
@@ -53,7 +57,6 @@ impl Batch {
         params: &Params,
         protocol: Protocol,
     ) -> Option<Batch> {
-        let filter = plan.filter?;
         let exact = plan.columns.iter().all(|c| {
             plan.meta
                 .column(c)
@@ -68,6 +71,9 @@ impl Batch {
             (Protocol::Binary, Params::Named(_)) => return None,
         };
         let statement = inline_params(sql, params)?;
+        let Some(filter) = plan.filter else {
+            return insert_batch(plan, statement);
+        };
         let select = inline_params(
             &format!(
                 "SELECT {} FROM {}{}",
@@ -102,8 +108,67 @@ impl Batch {
             sql: batch,
             guess_after,
             computes_after,
+            insert: false,
         })
     }
+}
+
+/// An INSERT and the read of its rows by key: explicit keys as literals, generated ones as
+/// `LAST_INSERT_ID()` plus the row's place times `@@auto_increment_increment`, evaluated by
+/// MySQL right after the INSERT (the numbering `exec.rs` assumes when it reads them apart).
+fn insert_batch(plan: &Plan<'_>, statement: String) -> Option<Batch> {
+    let pk_cols = plan.meta.primary_key_columns();
+    let mut rows = Vec::with_capacity(plan.insert_keys.len());
+    for (i, row) in plan.insert_keys.iter().enumerate() {
+        let values = row
+            .iter()
+            .zip(&pk_cols)
+            .map(|(key, col)| match key {
+                KeySource::Explicit(v) => sql_literal(&v.to_mysql(col.data_type == "year")),
+                KeySource::Generated if i == 0 => Some("LAST_INSERT_ID()".to_string()),
+                KeySource::Generated => Some(format!(
+                    "LAST_INSERT_ID() + {i} * @@auto_increment_increment"
+                )),
+            })
+            .collect::<Option<Vec<_>>>()?;
+        rows.push(values);
+    }
+    let keys: Vec<String> = pk_cols.iter().map(|c| quote(&c.name)).collect();
+    let condition = match keys.as_slice() {
+        [one] => format!(
+            "{one} IN ({})",
+            rows.iter()
+                .map(|r| r.join(""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => rows
+            .iter()
+            .map(|r| {
+                let pairs: Vec<String> = keys
+                    .iter()
+                    .zip(r)
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect();
+                format!("({})", pairs.join(" AND "))
+            })
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    };
+    if rows.is_empty() || rows.len() > 1000 {
+        return None;
+    }
+    Some(Batch {
+        sql: format!(
+            "{statement};SELECT {} FROM {} WHERE {condition} ORDER BY {}",
+            column_list(&plan.columns),
+            plan.table.name,
+            keys.join(", ")
+        ),
+        guess_after: true,
+        computes_after: false,
+        insert: true,
+    })
 }
 
 /// Whether the filter's WHERE or ORDER BY names any of `columns`.
@@ -129,7 +194,10 @@ impl AtConnection {
         batch: Batch,
         plan: Plan<'_>,
     ) -> Result<Prepared, RmError> {
-        debug!(batch = %batch.sql, "before image and statement in one round trip");
+        debug!(batch = %batch.sql, "images and statement in one round trip");
+        if batch.insert {
+            return self.run_insert_batch(sql, batch, plan).await;
+        }
         let mut result = match self.conn.query_iter(batch.sql.as_str()).await {
             Ok(r) => r,
             Err(e) => {
@@ -197,6 +265,50 @@ impl AtConnection {
         });
         match images {
             Ok((before, after)) => Ok(plan.into_prepared(before, after)),
+            Err(e) => {
+                self.poison(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`run_batch`](Self::run_batch) for an INSERT: its own result comes first, so an
+    /// error before it is the statement's; the read of its rows is only a shortcut.
+    async fn run_insert_batch(
+        &mut self,
+        sql: &str,
+        batch: Batch,
+        plan: Plan<'_>,
+    ) -> Result<Prepared, RmError> {
+        let mut result = match self.conn.query_iter(batch.sql.as_str()).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.session.observe(sql, false);
+                self.note_failure(&e);
+                return Err(e.into());
+            }
+        };
+        let affected = result.affected_rows();
+        let insert_id = result.last_insert_id();
+        let after = async {
+            result.collect::<mysql_async::Row>().await?;
+            let rows = result.collect::<mysql_async::Row>().await?;
+            result.drop_result().await?;
+            Ok::<_, mysql_async::Error>(rows)
+        }
+        .await
+        .unwrap_or_else(|e| {
+            debug!(error = %e, "reading the inserted rows failed; reading them by key");
+            Vec::new()
+        });
+        self.session.observe(sql, true);
+        self.affected = affected;
+        self.insert_id = insert_id;
+        match image_from_rows(&plan.meta, &plan.columns, after) {
+            Ok(after) => {
+                let before = TableRecords::empty(&plan.meta);
+                Ok(plan.into_prepared(before, Some(after)))
+            }
             Err(e) => {
                 self.poison(&e);
                 Err(e)

@@ -23,12 +23,12 @@ use super::lock_key;
 use super::meta::TableMeta;
 use super::recognize::{Cell, Filter, InsertStmt, Recognized, TableRef};
 use super::undo::{SqlType, SqlUndoLog};
-use super::value::FieldValue;
+use super::value::{FieldValue, Kind};
 use crate::error::RmError;
 
 /// Where one row's value for one primary key column comes from.
 #[derive(Debug)]
-enum KeySource {
+pub(super) enum KeySource {
     Explicit(FieldValue),
     Generated,
 }
@@ -48,7 +48,7 @@ pub(super) struct Plan<'r> {
     /// UPDATE: the SETs as integer changes, when every one is.
     pub(super) int_sets: Option<&'r [IntSet]>,
     /// INSERT only: per row, per primary key column (key order).
-    insert_keys: Vec<Vec<KeySource>>,
+    pub(super) insert_keys: Vec<Vec<KeySource>>,
 }
 
 impl Plan<'_> {
@@ -242,7 +242,10 @@ impl AtConnection {
         let table = plan.meta.name.clone();
         let stage = self.stage(sql, &params, protocol, plan).await?;
         let early_key = match &stage {
-            Stage::Batched(_, plan) => plan.filter.and_then(|f| lock_key::predict(&plan.meta, f)),
+            Stage::Batched(_, plan) => match plan.filter {
+                Some(f) => lock_key::predict(&plan.meta, f),
+                None => inserted_key(&plan.meta, &plan.insert_keys),
+            },
             // Seata takes a DELETE's key from the before image and an UPDATE's from the after
             // image, whose row order may differ from the before image's (ORDER BY ... DESC):
             // with one row the strings cannot differ.
@@ -417,7 +420,11 @@ impl AtConnection {
                 Some(guess) if same_keys(&guess, &p.before) => Ok(guess),
                 _ => Err(p.before.key_values(&p.meta)?),
             },
-            SqlType::Insert => Err(self.inserted_keys(&p).await?),
+            SqlType::Insert => match p.after_guess.take() {
+                // Read with the INSERT, by the same keys.
+                Some(after) if after.rows.len() == p.insert_keys.len() => Ok(after),
+                _ => Err(self.inserted_keys(&p).await?),
+            },
         };
         let after = match known {
             Ok(after) => after,
@@ -506,6 +513,31 @@ impl AtConnection {
         }
         Ok(out)
     }
+}
+
+/// The lock key of an INSERT whose rows all carry explicit integer keys, known before it runs.
+fn inserted_key(meta: &TableMeta, keys: &[Vec<KeySource>]) -> Option<String> {
+    let pk_cols = meta.primary_key_columns();
+    let ints = pk_cols
+        .iter()
+        .all(|c| matches!(c.kind, Kind::Int | Kind::Long | Kind::BigInteger));
+    if !ints || keys.is_empty() {
+        return None;
+    }
+    let rows = keys
+        .iter()
+        .map(|row| {
+            let parts = row
+                .iter()
+                .map(|k| match k {
+                    KeySource::Explicit(v) => Some(v.lock_key_text()),
+                    KeySource::Generated => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(parts.join("_"))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(lock_key::format(&meta.name, rows))
 }
 
 /// Whether two images hold the same rows by key (in any order).

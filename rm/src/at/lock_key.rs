@@ -129,7 +129,7 @@ pub fn predict(meta: &TableMeta, filter: &Filter) -> Option<String> {
                 .collect::<Option<Vec<String>>>()
         })
         .collect::<Option<Vec<Vec<String>>>>()?;
-    let mut rows: Vec<String> = match texts.as_slice() {
+    let rows: Vec<String> = match texts.as_slice() {
         [one] => one.clone(),
         // Composite keys come from single equalities only: one row.
         many => vec![many
@@ -141,9 +141,14 @@ pub fn predict(meta: &TableMeta, filter: &Filter) -> Option<String> {
             .collect::<Option<Vec<_>>>()?
             .join("_")],
     };
+    Some(format(&meta.name, rows))
+}
+
+/// `table:row1,row2` with each row once, in first-seen order.
+pub(crate) fn format(table: &str, mut rows: Vec<String>) -> String {
     let mut seen = std::collections::HashSet::new();
     rows.retain(|r| seen.insert(r.clone()));
-    Some(format!("{}:{}", meta.name, rows.join(",")))
+    format!("{table}:{}", rows.join(","))
 }
 
 /// Whether the one-statement lock key `found` names only rows of `registered` (`found` may

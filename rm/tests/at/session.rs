@@ -202,25 +202,43 @@ async fn use_inside_a_session_is_followed() {
 }
 
 #[tokio::test]
-async fn a_session_auto_increment_increment_is_followed_and_read_once() {
+async fn multi_row_inserts_follow_the_session_auto_increment_increment() {
     let db = TestDb::new(&[ITEMS]).await;
     let mut conn = db.ds.get_conn().await.unwrap();
-    let insert = "INSERT INTO items (name) VALUES ('a'), ('b')";
-    with_xid(XID, conn.query_drop(insert)).await.unwrap();
+    let batched = "INSERT INTO items (name) VALUES ('a'), ('b')";
+    with_xid(XID, conn.query_drop(batched)).await.unwrap();
     conn.query_drop("SET SESSION auto_increment_increment = 5")
         .await
         .unwrap();
-    with_xid(XID, conn.query_drop(insert)).await.unwrap();
-    // Read once per connection: the next multi-row INSERT asks nothing more.
+    // Batched: MySQL numbers the rows it reads back (LAST_INSERT_ID() + i * increment). The
+    // first one also turns autocommit off again after the pass-through SET.
+    with_xid(XID, conn.query_drop(batched)).await.unwrap();
     let before = counters(&mut conn).await;
-    with_xid(XID, conn.query_drop(insert)).await.unwrap();
+    with_xid(XID, conn.query_drop(batched)).await.unwrap();
     let after = counters(&mut conn).await;
-    // INSERT, after image, undo_log INSERT, COMMIT, and the second SHOW.
+    // INSERT with the read of its rows, undo_log INSERT with COMMIT, and the second SHOW.
     assert_eq!(delta(&before, &after, "Questions"), 5, "{after:?}");
     assert_eq!(delta(&before, &after, "Com_select"), 1);
+    assert_eq!(delta(&before, &after, "Com_stmt_execute"), 0);
+    // Not batched (no literal for `é`): the increment is read once per connection.
+    let prepared = "INSERT INTO items (name) VALUES (?), (?)";
+    for selects in [2, 1] {
+        let before = counters(&mut conn).await;
+        with_xid(XID, conn.exec_drop(prepared, ("é", "è")))
+            .await
+            .unwrap();
+        let after = counters(&mut conn).await;
+        assert_eq!(delta(&before, &after, "Com_select"), selects);
+    }
     assert_eq!(
         db.tc.lock_keys(),
-        vec!["items:1,2", "items:6,11", "items:16,21"]
+        vec![
+            "items:1,2",
+            "items:6,11",
+            "items:16,21",
+            "items:26,31",
+            "items:36,41"
+        ]
     );
     drop(conn);
     db.cleanup().await;
