@@ -200,11 +200,7 @@ impl AtConnection {
         }
         let mut result = match self.conn.query_iter(batch.sql.as_str()).await {
             Ok(r) => r,
-            Err(e) => {
-                self.session.observe(sql, false);
-                self.note_failure(&e);
-                return Err(e.into());
-            }
+            Err(e) => return Err(self.statement_failed(sql, e)),
         };
         // Reading the image's last row also reads the statement's result; an error there is
         // kept for the next read, so the pending result tells whether the statement ran.
@@ -223,9 +219,7 @@ impl AtConnection {
                     },
                 };
                 drop(result);
-                self.session.observe(sql, false);
-                self.note_failure(&e);
-                return Err(e.into());
+                return Err(self.statement_failed(sql, e));
             }
         };
         let affected = result.affected_rows();
@@ -272,6 +266,13 @@ impl AtConnection {
         }
     }
 
+    /// The application's statement failed (nothing of it took effect).
+    fn statement_failed(&mut self, sql: &str, e: mysql_async::Error) -> RmError {
+        self.session.observe(sql, false);
+        self.note_failure(&e);
+        e.into()
+    }
+
     /// [`run_batch`](Self::run_batch) for an INSERT: its own result comes first, so an
     /// error before it is the statement's; the read of its rows is only a shortcut.
     async fn run_insert_batch(
@@ -282,11 +283,7 @@ impl AtConnection {
     ) -> Result<Prepared, RmError> {
         let mut result = match self.conn.query_iter(batch.sql.as_str()).await {
             Ok(r) => r,
-            Err(e) => {
-                self.session.observe(sql, false);
-                self.note_failure(&e);
-                return Err(e.into());
-            }
+            Err(e) => return Err(self.statement_failed(sql, e)),
         };
         let affected = result.affected_rows();
         let insert_id = result.last_insert_id();
