@@ -204,3 +204,39 @@ async fn merged_request_is_answered_with_results_in_order() {
     assert_eq!(xids, ["xid-m0", "xid-m1", "xid-m2", "xid-m3", "xid-m4"]);
     assert_eq!(server.seen.load(Ordering::SeqCst), 5);
 }
+
+/// A peer that accepts but never reads fills the socket's buffers: a caller writing its own
+/// frame then waits on the socket, and must still get its answer (outcome unknown) within
+/// the request timeout instead of waiting for ever.
+#[tokio::test]
+async fn a_peer_that_stops_reading_times_callers_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let held = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+    let config = RpcConfig {
+        request_timeout: Duration::from_millis(300),
+        ..RpcConfig::client()
+    };
+    let client = rpc::connect(&addr, config, Arc::new(rpc::NoRequests))
+        .await
+        .unwrap();
+    let big = seata_protocol::BranchRegisterRequest {
+        xid: "x".into(),
+        branch_type: seata_protocol::BranchType::At,
+        resource_id: "r".into(),
+        lock_key: "k".repeat(1 << 20),
+        application_data: String::new(),
+    };
+    // Enough megabytes to fill both sides' socket buffers several times over.
+    for i in 0..40 {
+        let answer = tokio::time::timeout(Duration::from_secs(20), client.call(big.clone()))
+            .await
+            .unwrap_or_else(|_| panic!("call {i} hung on a peer that does not read"));
+        let err = answer.unwrap_err();
+        assert!(
+            err.is_undetermined() || matches!(err, RpcError::NotSent { .. }),
+            "{err}"
+        );
+    }
+    drop(held);
+}

@@ -373,8 +373,16 @@ async fn write_loop(mut rx: mpsc::Receiver<Command>, conn: RpcHandle, config: Rp
                 },
             }
         }
-        flush(&mut *conn.shared.sink.lock().await).await?;
-        Ok(())
+        // Bounded: a peer that stopped reading must not keep the waiters below from their
+        // answers.
+        match tokio::time::timeout(config.shutdown_grace, async {
+            flush(&mut *conn.shared.sink.lock().await).await
+        })
+        .await
+        {
+            Ok(flushed) => flushed,
+            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+        }
     }
     .await;
     if let Err(e) = result {
@@ -382,7 +390,8 @@ async fn write_loop(mut rx: mpsc::Receiver<Command>, conn: RpcHandle, config: Rp
     }
     token.cancel();
     conn.shared.closed.store(true, Ordering::Release);
-    // Taken after `closed` is set, so no caller writes a frame of its own from here on.
+    // Taken after `closed` is set, so no caller writes a frame of its own from here on (one
+    // still writing gives up within the request timeout).
     let mut sink = conn.shared.sink.lock().await;
     // What is still queued was never written; what is pending was (outcome unknown).
     rx.close();
@@ -400,7 +409,11 @@ async fn write_loop(mut rx: mpsc::Receiver<Command>, conn: RpcHandle, config: Rp
     conn.shared.pending.fail_all(|| RpcError::ConnectionLost {
         peer: peer.to_string(),
     });
-    let _ = SinkExt::<&RpcFrame>::close(&mut *sink).await;
+    let _ = tokio::time::timeout(
+        config.shutdown_grace,
+        SinkExt::<&RpcFrame>::close(&mut *sink),
+    )
+    .await;
 }
 
 async fn flush<W: AsyncWrite + Unpin>(

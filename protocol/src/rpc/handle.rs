@@ -104,24 +104,39 @@ impl RpcHandle {
         let id = next_request_id();
         let (tx, rx) = oneshot::channel();
         self.shared.pending.insert(id, tx);
-        let queued = match self.write_direct(RpcFrame::request(id, msg.into())).await {
-            Err(RpcFrame {
-                body: Some(msg), ..
-            }) => self.tx.send(Command::Request { id, msg }).await.is_ok(),
-            Err(RpcFrame { body: None, .. }) | Ok(Err(DirectError::Closed)) => false,
-            Ok(Ok(())) => true,
-            Ok(Err(DirectError::Encode(e))) => {
+        // One deadline for sending and answering: a peer that stops reading can hold up the
+        // write (ours or the queue's) as long as it likes.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let sent = tokio::time::timeout_at(deadline, async {
+            match self.write_direct(RpcFrame::request(id, msg.into())).await {
+                Err(RpcFrame {
+                    body: Some(msg), ..
+                }) => Ok(self.tx.send(Command::Request { id, msg }).await.is_ok()),
+                Err(RpcFrame { body: None, .. }) | Ok(Err(DirectError::Closed)) => Ok(false),
+                Ok(Ok(())) => Ok(true),
+                Ok(Err(DirectError::Encode(e))) => Err(e),
+                // Teardown answers the waiter (ConnectionLost: part may have been sent).
+                Ok(Err(DirectError::Io)) => Ok(true),
+            }
+        })
+        .await;
+        match sent {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                self.shared.pending.remove(id);
+                return Err(self.not_sent());
+            }
+            Ok(Err(e)) => {
                 self.shared.pending.remove(id);
                 return Err(e);
             }
-            // Teardown answers the waiter (ConnectionLost: part may have been sent).
-            Ok(Err(DirectError::Io)) => true,
-        };
-        if !queued {
-            self.shared.pending.remove(id);
-            return Err(self.not_sent());
+            // Perhaps part of the frame went out.
+            Err(_) => {
+                self.shared.pending.remove(id);
+                return Err(self.timed_out(timeout));
+            }
         }
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => reply,
             // The waiter was dropped without an answer: only teardown does that.
             Ok(Err(_)) => Err(RpcError::ConnectionLost {
@@ -129,10 +144,7 @@ impl RpcHandle {
             }),
             Err(_) => {
                 self.shared.pending.remove(id);
-                Err(RpcError::Timeout {
-                    peer: self.shared.peer.to_string(),
-                    timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-                })
+                Err(self.timed_out(timeout))
             }
         }
     }
@@ -193,17 +205,20 @@ impl RpcHandle {
         if self.is_closed() {
             return Ok(Err(DirectError::Closed));
         }
-        let written = match sink.feed(&frame).await {
-            Ok(()) => SinkExt::<&RpcFrame>::flush(&mut *sink).await,
-            Err(e) => Err(e),
-        };
+        // A peer that has not taken a frame within the request timeout is not reading: the
+        // connection is given up rather than held by a stuck writer.
+        let written = tokio::time::timeout(self.shared.request_timeout, async {
+            sink.feed(&frame).await?;
+            SinkExt::<&RpcFrame>::flush(&mut *sink).await
+        })
+        .await;
         drop(sink);
         Ok(match written {
-            Ok(()) => Ok(()),
-            Err(CodecError::Protocol(p)) => Err(DirectError::Encode(RpcError::Encode(
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(CodecError::Protocol(p))) => Err(DirectError::Encode(RpcError::Encode(
                 CodecError::Protocol(p),
             ))),
-            Err(_) => {
+            Ok(Err(_)) | Err(_) => {
                 self.close();
                 Err(DirectError::Io)
             }
@@ -244,6 +259,13 @@ impl RpcHandle {
     /// Requests waiting for a response on this connection.
     pub fn pending_requests(&self) -> usize {
         self.shared.pending.len()
+    }
+
+    fn timed_out(&self, timeout: Duration) -> RpcError {
+        RpcError::Timeout {
+            peer: self.shared.peer.to_string(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        }
     }
 
     fn not_sent(&self) -> RpcError {
