@@ -14,6 +14,7 @@
 pub mod config;
 pub mod coordinator;
 pub mod dispatch;
+pub mod dtm;
 pub mod error;
 pub mod gateway;
 pub mod id;

@@ -1,19 +1,25 @@
-//! [`MemoryStore`]: keeps nothing. Every write succeeds at once without allocating, and
-//! recovery finds nothing, so a restart forgets every transaction (`store = "memory"`).
+//! [`MemoryStore`]: keeps nothing of Seata sessions. Every session write succeeds at once
+//! without allocating, and recovery finds nothing, so a restart forgets every transaction
+//! (`store = "memory"`). DTM transactions live in a [`DtmTable`], which is both their working
+//! copy and their only copy.
 
 use seata_protocol::{BranchStatus, GlobalStatus};
 
-use super::{ready, BranchRow, GlobalRow, SessionStore, StoreFuture, StoredSession};
+use super::dtm::{BranchesAdded, Created, DtmStore, ListPage, ListQuery};
+use super::{ready, BranchRow, DtmTable, GlobalRow, SessionStore, StoreFuture, StoredSession};
+use crate::dtm::model::{Branch, BranchChange, Trans, TransRecord, TransStatus};
 
-/// A store that records nothing; for tests, benchmarks and deployments that accept losing
-/// in-flight transactions on restart.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct MemoryStore;
+/// A store that records nothing durably; for tests, benchmarks and deployments that accept
+/// losing in-flight transactions on restart.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    dtm: DtmTable,
+}
 
 impl MemoryStore {
     /// A new store.
     pub fn new() -> Self {
-        MemoryStore
+        MemoryStore::default()
     }
 }
 
@@ -69,6 +75,52 @@ impl SessionStore for MemoryStore {
     ) -> StoreFuture<'a, Option<StoredSession>> {
         ready(Ok(None))
     }
+
+    fn dtm(&self) -> Option<&dyn DtmStore> {
+        Some(self)
+    }
+}
+
+impl DtmStore for MemoryStore {
+    fn create<'a>(&'a self, record: &'a TransRecord) -> StoreFuture<'a, Created> {
+        ready(Ok(self.dtm.create(record, |_| ()).0))
+    }
+
+    fn get<'a>(&'a self, gid: &'a str) -> StoreFuture<'a, Option<TransRecord>> {
+        ready(Ok(self.dtm.get(gid)))
+    }
+
+    fn save<'a>(
+        &'a self,
+        trans: &'a Trans,
+        expect: TransStatus,
+        changes: &'a [BranchChange],
+    ) -> StoreFuture<'a, bool> {
+        ready(Ok(self.dtm.save(trans, expect, changes, || ()).is_some()))
+    }
+
+    fn add_branches<'a>(
+        &'a self,
+        gid: &'a str,
+        branches: &'a [Branch],
+    ) -> StoreFuture<'a, BranchesAdded> {
+        ready(Ok(self.dtm.add_branches(gid, branches, || ()).0))
+    }
+
+    fn due(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        ready(Ok(self.dtm.due(now_ms, limit)))
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> StoreFuture<'a, ListPage> {
+        ready(Ok(self.dtm.list(query)))
+    }
+
+    fn purge(&self, finished_before_ms: i64, keep_max: usize) -> StoreFuture<'_, usize> {
+        ready(Ok(self
+            .dtm
+            .purge(finished_before_ms, keep_max, |_| ())
+            .len()))
+    }
 }
 
 #[cfg(test)]
@@ -84,5 +136,6 @@ mod tests {
         assert!(s.recover().await.unwrap().is_empty());
         assert!(s.find(1, "x:1:1").await.unwrap().is_none());
         assert!(s.lock_manager().is_none());
+        assert!(s.dtm().is_some());
     }
 }

@@ -25,11 +25,15 @@ use thiserror::Error;
 
 use crate::lock::{LockError, LockManager};
 
+pub mod dtm;
+mod dtm_table;
 pub mod file;
 mod memory;
 pub mod mysql;
 mod open;
 
+pub use dtm::DtmStore;
+pub use dtm_table::DtmTable;
 pub use memory::MemoryStore;
 pub use open::open_store;
 
@@ -298,6 +302,13 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     fn orphans(&self, now_ms: i64) -> StoreFuture<'_, Vec<StoredSession>> {
         let _ = now_ms;
         ready(Ok(Vec::new()))
+    }
+
+    /// Where this backend keeps DTM-mode transactions (saga, msg, tcc, xa over HTTP), beside
+    /// the Seata sessions. `None`: the backend has no DTM tables (test doubles); the DTM
+    /// API is then off.
+    fn dtm(&self) -> Option<&dyn DtmStore> {
+        None
     }
 
     /// The server node (id bits) the store allocated to this TC so several TCs sharing it never

@@ -8,7 +8,7 @@ use crate::config::{StoreMode, TcConfig};
 /// Opens (and for durable stores, recovers the files or tables of) the configured store.
 pub async fn open_store(config: &TcConfig) -> Result<Arc<dyn SessionStore>, StoreError> {
     match config.store {
-        StoreMode::Memory => Ok(Arc::new(MemoryStore)),
+        StoreMode::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreMode::File => Ok(Arc::new(
             super::file::FileStore::open(super::file::FileStoreOptions::from_config(config))
                 .await?,
