@@ -85,6 +85,62 @@ pub struct TcConfig {
     pub recovery: RecoveryConfig,
     /// Undo log housekeeping broadcast to AT resources.
     pub undo: UndoConfig,
+    /// Address of the HTTP listener (DTM's API at `/api/dtmsvr`), or `off`. Default
+    /// `0.0.0.0:36789`, DTM's port; port 0 picks a free port.
+    pub http_listen: String,
+    /// DTM-mode transactions (saga, msg, tcc, xa over HTTP).
+    pub dtm: DtmConfig,
+}
+
+/// Server-wide defaults of DTM-mode transactions (DTM's config keys, spec §7); each
+/// transaction's own options override them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DtmConfig {
+    /// How often due transactions are looked for, ms. Default 1000 (DTM polls every 3 s).
+    pub cron_interval_ms: u64,
+    /// HTTP timeout of a branch call, s (`RequestTimeout`). Default 3.
+    pub request_timeout_s: i64,
+    /// Base retry interval, s (`RetryInterval`). Default 10.
+    pub retry_interval_s: i64,
+    /// Prepared tcc/xa/msg older than this time out, s (`TimeoutToFail`). Default 35.
+    pub timeout_to_fail_s: i64,
+    /// Cap of the doubling retry interval, s. Default 300 (DTM has no cap).
+    pub max_retry_interval_s: i64,
+    /// Largest request body accepted, bytes. Default 1048576 (1 MiB).
+    pub max_body_bytes: usize,
+    /// Finished transactions stay queryable this long, s. Default 86400 (a day).
+    pub finished_keep_s: u64,
+    /// At most this many finished transactions are kept (oldest forgotten first).
+    /// Default 100000.
+    pub finished_keep_max: usize,
+}
+
+impl Default for DtmConfig {
+    fn default() -> Self {
+        DtmConfig {
+            cron_interval_ms: 1000,
+            request_timeout_s: 3,
+            retry_interval_s: 10,
+            timeout_to_fail_s: 35,
+            max_retry_interval_s: 300,
+            max_body_bytes: 1 << 20,
+            finished_keep_s: 86_400,
+            finished_keep_max: 100_000,
+        }
+    }
+}
+
+impl DtmConfig {
+    /// The engine's defaults.
+    pub fn defaults(&self) -> crate::dtm::machine::Defaults {
+        crate::dtm::machine::Defaults {
+            timeout_to_fail_s: self.timeout_to_fail_s,
+            retry_interval_s: self.retry_interval_s,
+            max_retry_interval_s: self.max_retry_interval_s,
+            request_timeout_s: self.request_timeout_s,
+        }
+    }
 }
 
 /// Periods of the background jobs and the retry limits (Seata's `server.recovery.*`,
@@ -142,6 +198,8 @@ impl Default for TcConfig {
             shutdown_grace_ms: 5_000,
             recovery: RecoveryConfig::default(),
             undo: UndoConfig::default(),
+            http_listen: "0.0.0.0:36789".into(),
+            dtm: DtmConfig::default(),
         }
     }
 }
@@ -236,6 +294,7 @@ impl TcConfig {
             ),
             ("undo.log-delete-period-ms", self.undo.log_delete_period_ms),
             ("rpc-timeout-ms", self.rpc_timeout_ms),
+            ("dtm.cron-interval-ms", self.dtm.cron_interval_ms),
             ("read-idle-timeout-ms", self.read_idle_timeout_ms),
         ];
         for (field, v) in periods {
@@ -243,7 +302,35 @@ impl TcConfig {
                 return Err(bad(field, 0, "at least 1 ms"));
             }
         }
+        self.http_addr()?;
+        let d = &self.dtm;
+        let seconds = [
+            ("dtm.request-timeout-s", d.request_timeout_s),
+            ("dtm.retry-interval-s", d.retry_interval_s),
+            ("dtm.timeout-to-fail-s", d.timeout_to_fail_s),
+            ("dtm.max-retry-interval-s", d.max_retry_interval_s),
+        ];
+        for (field, v) in seconds {
+            if !(1..=86_400 * 365).contains(&v) {
+                return Err(bad(field, v, "1 to 31536000 seconds"));
+            }
+        }
+        if d.max_body_bytes < 1024 {
+            return Err(bad("dtm.max-body-bytes", d.max_body_bytes, "at least 1024"));
+        }
         Ok(())
+    }
+
+    /// The HTTP listener's address; `None` when `http-listen = "off"`.
+    pub fn http_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.http_listen.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        self.http_listen.parse().map(Some).map_err(|_| ConfigError {
+            field: "http-listen",
+            value: self.http_listen.clone(),
+            accepted: "IP:PORT (e.g. 0.0.0.0:36789) or off",
+        })
     }
 
     /// Undo save days with Seata's rule: ≤ 0 means 7.

@@ -1,5 +1,6 @@
 //! `seata-tc`: parses flags and the config file, sets up logging, binds, and runs the TC until
-//! SIGINT/SIGTERM. The first line on stdout is `listening on IP:PORT`.
+//! SIGINT/SIGTERM. The first line on stdout is `listening on IP:PORT`; with the HTTP listener
+//! on, the second is `http listening on IP:PORT`.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -46,6 +47,9 @@ struct Args {
     /// Create the db store's tables if missing.
     #[arg(long)]
     init_db: bool,
+    /// HTTP listener for DTM's API (/api/dtmsvr), or `off` [default 0.0.0.0:36789].
+    #[arg(long)]
+    http_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -102,6 +106,9 @@ fn config_from(args: &Args) -> anyhow::Result<TcConfig> {
     if args.init_db {
         config.init_db = true;
     }
+    if let Some(v) = &args.http_listen {
+        config.http_listen = v.clone();
+    }
     config.validate()?;
     Ok(config)
 }
@@ -148,12 +155,23 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener.local_addr()?;
+    let http = match config.http_addr()? {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (http-listen)"))?,
+        ),
+        None => None,
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {bound}")?;
+        if let Some(h) = &http {
+            writeln!(out, "http listening on {}", h.local_addr()?)?;
+        }
         out.flush()?;
     }
     tracing::info!(%bound, store = ?config.store, "seata-tc started");
-    seata_tc::server::run(listener, config, store, shutdown_signal()).await?;
+    seata_tc::server::run(listener, http, config, store, shutdown_signal()).await?;
     Ok(())
 }

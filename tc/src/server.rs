@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::config::TcConfig;
 use crate::coordinator::Coordinator;
 use crate::dispatch::{self, Outcome};
+use crate::dtm::engine::DtmEngine;
 use crate::error::TcError;
 use crate::registry::Registry;
 use crate::store::SessionStore;
@@ -86,6 +87,37 @@ impl RequestHandler for ConnectionHandler {
     }
 }
 
+/// Starts the DTM engine, its jobs and the HTTP listener on `tracker`.
+fn start_http(
+    listener: TcpListener,
+    config: &TcConfig,
+    store: Arc<dyn SessionStore>,
+    tracker: &TaskTracker,
+    token: &CancellationToken,
+    http_token: CancellationToken,
+) {
+    let node = store.server_node().unwrap_or(config.server_node);
+    let mut parts = Vec::new();
+    match DtmEngine::new(
+        store,
+        config.dtm.defaults(),
+        node,
+        tracker.clone(),
+        token.child_token(),
+    ) {
+        Ok(engine) => {
+            crate::jobs::spawn_dtm(engine.clone(), &config.dtm, tracker, token.child_token());
+            parts.push(crate::dtm::api::router(engine, config.dtm.max_body_bytes));
+        }
+        Err(e) => warn!(error = %e, "DTM API not served"),
+    }
+    tracker.spawn(crate::http::serve(
+        listener,
+        crate::http::router(parts),
+        http_token,
+    ));
+}
+
 /// The IP written into XIDs: configured `host`, else the listen IP, else (listening on every
 /// interface) loopback, with a hint to set `host` for multi-host deployments.
 pub fn xid_ip(config: &TcConfig, bound: SocketAddr) -> IpAddr {
@@ -101,9 +133,11 @@ pub fn xid_ip(config: &TcConfig, bound: SocketAddr) -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
-/// Runs the TC on `listener` until `shutdown` completes.
+/// Runs the TC on `listener` (Seata's protocol) and, when given, `http` (DTM's HTTP API)
+/// until `shutdown` completes.
 pub async fn run(
     listener: TcpListener,
+    http: Option<TcpListener>,
     config: TcConfig,
     store: Arc<dyn SessionStore>,
     shutdown: impl Future<Output = ()>,
@@ -114,7 +148,7 @@ pub async fn run(
         &config,
         xid_ip(&config, bound),
         bound.port(),
-        store,
+        store.clone(),
         registry.clone(),
     )
     .await?;
@@ -122,6 +156,10 @@ pub async fn run(
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     crate::jobs::spawn_all(coord.clone(), &config, &tracker, token.child_token());
+    let http_token = CancellationToken::new();
+    if let Some(http) = http {
+        start_http(http, &config, store, &tracker, &token, http_token.clone());
+    }
 
     let rpc_config = RpcConfig {
         read_idle_timeout: Some(Duration::from_millis(config.read_idle_timeout_ms)),
@@ -180,6 +218,7 @@ pub async fn run(
 
     info!("shutting down: no new connections; finishing in-flight requests");
     drop(listener);
+    http_token.cancel();
     conn_token.cancel();
     token.cancel();
     tracker.close();

@@ -12,10 +12,11 @@ use std::time::Duration;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use crate::config::TcConfig;
+use crate::config::{DtmConfig, TcConfig};
 use crate::coordinator::{Coordinator, RetryQueue};
+use crate::dtm::engine::DtmEngine;
 use crate::id::now_ms;
 
 /// Spawns every job on `tracker`; they stop when `token` is cancelled.
@@ -124,6 +125,56 @@ pub fn spawn_all(
         move || {
             c.broadcast_undo_log_delete(save_days);
             std::future::ready(())
+        },
+    ));
+}
+
+/// Spawns the DTM jobs: the cron that resumes due transactions (`dtm.cron-interval-ms`)
+/// and, once a minute, the purge of finished ones past `dtm.finished-keep-*`.
+pub fn spawn_dtm(
+    engine: Arc<DtmEngine>,
+    config: &DtmConfig,
+    tracker: &TaskTracker,
+    token: CancellationToken,
+) {
+    let e = engine.clone();
+    tracker.spawn(every(
+        "dtm-cron",
+        ms(config.cron_interval_ms),
+        Duration::ZERO,
+        token.clone(),
+        None,
+        move || {
+            let e = e.clone();
+            async move {
+                match e.run_due(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => debug!(job = "dtm-cron", transactions = n, "due transactions resumed"),
+                    Err(err) => warn!(error = %err, "dtm cron could not list due transactions; retrying next tick"),
+                }
+            }
+        },
+    ));
+    let keep_ms = i64::try_from(config.finished_keep_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let keep_max = config.finished_keep_max;
+    tracker.spawn(every(
+        "dtm-purge",
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+        token,
+        None,
+        move || {
+            let e = engine.clone();
+            async move {
+                match e.purge(now_ms().saturating_sub(keep_ms), keep_max).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(
+                        transactions = n,
+                        "forgot finished DTM transactions past retention"
+                    ),
+                    Err(err) => warn!(error = %err, "dtm purge failed; retrying next minute"),
+                }
+            }
         },
     ));
 }
