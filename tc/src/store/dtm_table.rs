@@ -201,7 +201,7 @@ impl DtmTable {
             })
             .map(|r| r.value().trans.clone())
             .collect();
-        hits.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        hits.sort_unstable_by_key(|t| std::cmp::Reverse(t.id));
         let more = hits.len() > q.limit;
         hits.truncate(q.limit);
         ListPage {
@@ -313,7 +313,7 @@ mod tests {
             time_ms: 7,
         };
         assert_eq!(
-            t.save(&next, TransStatus::Aborting, &[change.clone()], || ()),
+            t.save(&next, TransStatus::Aborting, std::slice::from_ref(&change), || ()),
             None
         );
         assert_eq!(t.get("a").unwrap().trans.status, TransStatus::Prepared);
