@@ -215,12 +215,13 @@ impl DtmTable {
     }
 
     /// See [`DtmStore::purge`](super::dtm::DtmStore::purge); returns the gids forgotten.
-    /// `log` runs once per gid, inside the removal.
+    /// `log` runs once per removed record, inside the removal (under the gid's shard lock),
+    /// so a log entry for it is ordered before any later create of the same gid.
     pub fn purge(
         &self,
         finished_before_ms: i64,
         keep_max: usize,
-        mut log: impl FnMut(&str),
+        mut log: impl FnMut(&TransRecord),
     ) -> Vec<String> {
         let mut finished: Vec<(i64, String)> = self
             .rows
@@ -237,10 +238,15 @@ impl DtmTable {
             }
             let removed = self
                 .rows
-                .remove_if(&gid, |_, r| r.trans.status.is_finished())
+                .remove_if(&gid, |_, r| {
+                    let finished = r.trans.status.is_finished();
+                    if finished {
+                        log(r);
+                    }
+                    finished
+                })
                 .is_some();
             if removed {
-                log(&gid);
                 gone.push(gid);
             }
         }
@@ -313,7 +319,12 @@ mod tests {
             time_ms: 7,
         };
         assert_eq!(
-            t.save(&next, TransStatus::Aborting, std::slice::from_ref(&change), || ()),
+            t.save(
+                &next,
+                TransStatus::Aborting,
+                std::slice::from_ref(&change),
+                || ()
+            ),
             None
         );
         assert_eq!(t.get("a").unwrap().trans.status, TransStatus::Prepared);
@@ -399,7 +410,7 @@ mod tests {
 
         let mut logged = vec![];
         assert_eq!(
-            t.purge(15, 100, |g| logged.push(g.to_owned())),
+            t.purge(15, 100, |r| logged.push(r.trans.gid.clone())),
             vec!["a".to_string()]
         );
         assert_eq!(logged, ["a"]);

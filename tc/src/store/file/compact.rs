@@ -1,7 +1,8 @@
 //! Compaction: when the writer rolls to segment `N`, a background thread replays the newest
-//! snapshot and the finished segments before `N`, writes the live sessions as snapshot `N`
-//! and deletes what it replaces. The log therefore holds one snapshot (the size of the live
-//! state) plus the segments written since, whatever the history.
+//! snapshot and the finished segments before `N`, writes the live sessions and every DTM
+//! transaction still held (live, or finished and not yet purged) as snapshot `N` and deletes
+//! what it replaces. The log therefore holds one snapshot (the size of the held state) plus
+//! the segments written since, whatever the history.
 //!
 //! Crash-safe order: write `N.snapshot.tmp`, fsync it, rename it to `N.snapshot`, fsync the
 //! directory, and only then delete the older snapshot and segments. A crash at any point
@@ -16,9 +17,11 @@ use std::sync::{mpsc, Arc};
 
 use tracing::{info, warn};
 
+use super::dtm_record::{DtmBranch, DtmTrans};
 use super::record::{self, Record, SNAPSHOT_MAGIC};
 use super::recover::{load, segment_name, snapshot_name, snapshot_temp_name, State, Tail};
 use super::wal::sync_dir;
+use crate::dtm::model::TransRecord;
 use crate::store::{StoreError, StoredBranch, StoredGlobal};
 
 /// Snapshot bytes buffered before each write to the temp file.
@@ -37,6 +40,7 @@ pub(super) fn run(dir: PathBuf, requests: mpsc::Receiver<u64>, _lock: Arc<File>)
                 snapshot = %snapshot_name(upto),
                 sessions = done.sessions,
                 branches = done.branches,
+                dtm_transactions = done.dtm_transactions,
                 files_removed = done.removed,
                 "file store compacted"
             ),
@@ -51,6 +55,7 @@ pub(super) fn run(dir: PathBuf, requests: mpsc::Receiver<u64>, _lock: Arc<File>)
 pub(super) struct Compacted {
     pub(super) sessions: usize,
     pub(super) branches: usize,
+    pub(super) dtm_transactions: usize,
     pub(super) removed: usize,
 }
 
@@ -81,6 +86,7 @@ pub(super) fn compact(dir: &Path, upto: u64) -> Result<Compacted, StoreError> {
     Ok(Compacted {
         sessions: loaded.state.len(),
         branches: loaded.state.branch_count(),
+        dtm_transactions: loaded.state.dtm().len(),
         removed,
     })
 }
@@ -113,6 +119,14 @@ pub(super) fn branch_record(transaction_id: i64, b: &StoredBranch) -> Record<'_>
     }
 }
 
+/// The dtm-create record of a held DTM transaction, as it stands.
+pub(super) fn dtm_record(r: &TransRecord) -> Record<'_> {
+    Record::DtmCreate {
+        trans: DtmTrans::of(&r.trans),
+        branches: DtmBranch::all(&r.branches),
+    }
+}
+
 fn encode(buf: &mut Vec<u8>, r: &Record<'_>) -> Result<(), StoreError> {
     record::append(buf, r).map_err(|e| StoreError::Backend(format!("snapshot: {e}")))
 }
@@ -136,11 +150,38 @@ pub(super) fn write_snapshot(dir: &Path, n: u64, state: &State) -> Result<(), St
             buf.clear();
         }
     }
+    // DTM transactions in the table's order: each record keeps its id, so order is moot.
+    let (mut dtm_transactions, mut dtm_branches) = (0u64, 0u64);
+    let mut failed = None;
+    state.dtm().for_each(|r| {
+        if failed.is_some() {
+            return;
+        }
+        let written = encode(&mut buf, &dtm_record(r)).and_then(|()| {
+            if buf.len() >= CHUNK {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => {
+                dtm_transactions += 1;
+                dtm_branches += r.branches.len() as u64;
+            }
+            Err(e) => failed = Some(e),
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
     encode(
         &mut buf,
-        &Record::SnapshotEnd {
+        &Record::SnapshotEndDtm {
             sessions: sessions.len() as u64,
             branches,
+            dtm_transactions,
+            dtm_branches,
         },
     )?;
     out.write_all(&buf)?;

@@ -1,15 +1,17 @@
 //! [`FileStore`]: the embedded durable store (`store = "file"`, the default). An append-only
-//! log of session, branch and status changes in `data-dir`, made durable by group commit
-//! (`wal.rs`), replayed at open (`recover.rs`) and compacted into snapshots in the background
-//! (`compact.rs`). The store is private to one TC: it finds nothing for [`SessionStore::find`]
-//! and leaves row locks to the coordinator, which rebuilds them from the recovered lock keys.
+//! log of session, branch and status changes, and of DTM transactions, in `data-dir`, made
+//! durable by group commit (`wal.rs`), replayed at open (`recover.rs`) and compacted into
+//! snapshots in the background (`compact.rs`). The store is private to one TC: it finds
+//! nothing for [`SessionStore::find`] and leaves row locks to the coordinator, which rebuilds
+//! them from the recovered lock keys.
 //!
 //! # Files
 //!
 //! ```text
 //! data-dir/
 //!   LOCK                          held (flock) by the TC that owns the directory
-//!   00000000000000000007.snapshot live sessions as of the start of segment 7
+//!   00000000000000000007.snapshot live sessions and held DTM transactions as of the start
+//!                                 of segment 7
 //!   00000000000000000007.wal      changes since, in the order they were acknowledged
 //!   00000000000000000008.wal      the segment being appended to
 //!   NNN.snapshot.tmp              a snapshot being written (deleted at open)
@@ -19,7 +21,8 @@
 //!
 //! ```text
 //! segment    := "SEATAWAL" record*
-//! snapshot   := "SEATASNP" (global-add branch-add*)* snapshot-end
+//! snapshot   := "SEATASNP" (global-add branch-add*)* dtm-create* snapshot-end-dtm
+//!             | "SEATASNP" (global-add branch-add*)* snapshot-end    (older; still read)
 //! record     := length length-check version crc body
 //! length     := u32 LE     byte count of body, at most 16 MiB
 //! length-check := u32 LE   !length (bitwise not): a damaged length is corruption, not a torn tail
@@ -35,13 +38,51 @@
 //!                      resource_id, lock_key, client_id, application_data }
 //!   4 branch-status  { transaction_id: i64, branch_id: i64, status: u8 }
 //!   5 branch-remove  { transaction_id: i64, branch_id: i64 }
-//!   6 snapshot-end   { sessions: u64, branches: u64 }   last record of a snapshot only
+//!   6 snapshot-end   { sessions: u64, branches: u64 }   last record of an older snapshot
+//!   7 dtm-create     { trans: dtm-trans, branches: [dtm-branch] }
+//!                      a new DTM transaction with its id assigned; in a snapshot, one held
+//!                      transaction as it stands
+//!   8 dtm-save       { trans: dtm-trans, expect: word, changes: [dtm-change] }
+//!                      a save that applied: the global row (`id`, `trans_type`, `create_time`
+//!                      stay as stored) and its branch op changes
+//!   9 dtm-branches   { gid, branches: [dtm-branch] }    ops registered while prepared
+//!  10 dtm-remove     { gid, id: i64 }                   a finished transaction purged
+//!                      (`id` 0: not known; see recover.rs)
+//!  11 snapshot-end-dtm { sessions: u64, branches: u64, dtm_transactions: u64,
+//!                      dtm_branches: u64 }              last record of a snapshot only
+//!
+//! dtm-trans  := { id: i64, gid, trans_type: word, status: word, protocol, query_prepared,
+//!                 custom_data, options: dtm-options, rollback_reason, result,
+//!                 create_time: i64, update_time: i64, finish_time: i64, rollback_time: i64,
+//!                 next_cron_interval: i64, next_cron_time: i64, retry_count: i64, owner,
+//!                 ext_data }
+//! dtm-options := { wait_result: bool, timeout_to_fail: i64, request_timeout: i64,
+//!                 retry_interval: i64, retry_limit: i64, branch_headers: [(name, value)],
+//!                 concurrent: bool }
+//! dtm-branch := { branch_id, op: word, url, bin_data: bytes, status: word, create_time: i64,
+//!                 update_time: i64, finish_time: i64, rollback_time: i64 }
+//! dtm-change := { branch_id, op: word, status: word, time_ms: i64 }
 //! ```
 //!
-//! postcard writes the variant index as a varint, `u8` as one byte, other integers as varints
-//! (zigzag for signed ones) and strings as a varint length plus UTF-8. Statuses and branch
-//! types are Seata's wire codes. A record is framed whole into the group-commit buffer, so a
-//! crash can only cut the log between records or inside the last one.
+//! postcard writes the variant index as a varint, `u8` as one byte, `bool` as one byte, other
+//! integers as varints (zigzag for signed ones), strings as a varint length plus UTF-8,
+//! `bytes` as a varint length plus the bytes, `[x]` as a varint count plus each `x`, and
+//! struct fields in order without names. Statuses and branch types are Seata's wire codes; a
+//! DTM `word` is DTM's own lowercase word for a status, type or op (`submitted`, `saga`,
+//! `compensate`), so neither depends on the order of Rust enum variants. A record is framed
+//! whole into the group-commit buffer, so a crash can only cut the log between records or
+//! inside the last one.
+//!
+//! # DTM transactions
+//!
+//! The store keeps them in a [`DtmTable`], its working copy, which open rebuilds from the log.
+//! Every write applies to the table and queues its record inside the table's per-gid lock
+//! (the table's `log` hook), so the log has each transaction's changes in the order they were
+//! made; it then resolves once the record is durable, like every other write. A write the
+//! table refuses (gid exists, not prepared, conflict, identical, status moved on) logs
+//! nothing. Reads come from the table. Once the log has failed (or the store is closed) the
+//! table may hold changes the log lacks, so DTM reads are refused too, not only writes, and a
+//! restart recovers what is durable.
 //!
 //! # Durability
 //!
@@ -60,6 +101,8 @@
 //! newest segment may hold a record cut short by a crash (an incomplete header or body, a bad
 //! crc on the very last record, or zeros): it was never acknowledged, so it is cut off. Any
 //! other damage stops start-up with [`StoreError::Corrupt`] naming the file and byte offset.
+//! New DTM ids continue after the highest id replayed (a purged transaction's id counts until
+//! compaction drops its records).
 //! Open always starts a new segment and, when older segments exist, compacts them in the
 //! background, so start-up replays at most one snapshot plus the segments since the last
 //! compaction.
@@ -73,21 +116,29 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use seata_protocol::{BranchStatus, GlobalStatus};
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use super::dtm::{BranchesAdded, Created, DtmStore, ListPage, ListQuery};
 use super::{
-    boxed, ready, BranchRow, GlobalRow, SessionStore, StoreError, StoreFuture, StoredSession,
+    boxed, ready, BranchRow, DtmTable, GlobalRow, SessionStore, StoreError, StoreFuture,
+    StoredSession,
 };
 use crate::config::{SyncMode, TcConfig};
+use crate::dtm::model::{Branch, BranchChange, Trans, TransRecord, TransStatus};
 
 mod compact;
+mod dtm_record;
 mod record;
 mod recover;
 mod wal;
 
 #[cfg(test)]
+mod dtm_tests;
+#[cfg(test)]
 mod tests;
 
+use dtm_record::{DtmBranch, DtmChange, DtmTrans};
 use record::Record;
 
 /// Segment size after which the writer rolls to a new one and compaction runs.
@@ -158,6 +209,8 @@ pub struct FileStore {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// What open replayed, handed out once by `recover`.
     recovered: Mutex<Option<Vec<StoredSession>>>,
+    /// DTM transactions held (live, and finished until purged): the working copy of the log.
+    dtm: DtmTable,
 }
 
 fn with_path(e: std::io::Error, what: &str, path: &Path) -> StoreError {
@@ -257,10 +310,11 @@ impl FileStore {
                     wal::run(shared, config, segment, to_compactor);
                 })?
         };
-        let sessions = loaded.state.into_sessions();
+        let (sessions, dtm) = loaded.state.into_parts();
         info!(
             dir = %dir.display(),
             sessions = sessions.len(),
+            dtm_transactions = dtm.len(),
             snapshot = loaded.snapshot.map(recover::snapshot_name),
             segments = loaded.segments.len(),
             records = loaded.records,
@@ -272,6 +326,7 @@ impl FileStore {
             shared,
             threads: Mutex::new(vec![writer, compactor]),
             recovered: Mutex::new(Some(sessions)),
+            dtm,
         })
     }
 
@@ -295,17 +350,33 @@ impl FileStore {
     fn write<'a>(&self, record: Record<'_>) -> StoreFuture<'a, ()> {
         // Queued now, not when the future is first polled, so records keep the order of the
         // calls and the future borrows nothing.
-        match self.shared.submit(&record) {
-            Err(e) => ready(Err(e)),
-            Ok(done) => boxed(async move {
-                done.await.unwrap_or_else(|_| {
-                    Err(StoreError::Backend(
-                        "the file store writer stopped before the record was durable".into(),
-                    ))
-                })
-            }),
-        }
+        answer_when_durable((), Some(self.shared.submit(&record)))
     }
+}
+
+/// `answer` once the queued record is durable; at once when nothing was queued (`None`: the
+/// write was refused and logged nothing).
+fn answer_when_durable<'a, T: Send + 'a>(
+    answer: T,
+    queued: Option<Result<oneshot::Receiver<wal::Outcome>, StoreError>>,
+) -> StoreFuture<'a, T> {
+    match queued {
+        None => ready(Ok(answer)),
+        Some(Err(e)) => ready(Err(e)),
+        Some(Ok(done)) => boxed(async move { durable(done).await.map(|()| answer) }),
+    }
+}
+
+async fn durable(done: oneshot::Receiver<wal::Outcome>) -> Result<(), StoreError> {
+    done.await.unwrap_or_else(|_| {
+        Err(StoreError::Backend(
+            "the file store writer stopped before the record was durable".into(),
+        ))
+    })
+}
+
+fn unframable(e: record::EncodeError) -> StoreError {
+    StoreError::Backend(e.to_string())
 }
 
 impl Drop for FileStore {
@@ -406,6 +477,10 @@ impl SessionStore for FileStore {
         ready(Ok(None))
     }
 
+    fn dtm(&self) -> Option<&dyn DtmStore> {
+        Some(self)
+    }
+
     fn close(&self) -> StoreFuture<'_, ()> {
         self.shared.close();
         let threads =
@@ -427,6 +502,120 @@ impl SessionStore for FileStore {
                 warn!("a file store thread did not stop cleanly; recovery will check the log");
             }
             Ok(())
+        })
+    }
+}
+
+/// Every write checks [`wal::Shared::accepting`] first: after a failed write the table may be
+/// ahead of the log, and an answer such as "exists" or "identical" must not vouch for a change
+/// that never became durable. Records are framed before the table's lock is taken wherever
+/// they do not depend on it, so the hook only queues bytes; a record the log cannot take (over
+/// its size limit) is refused before the table changes.
+impl DtmStore for FileStore {
+    fn create<'a>(&'a self, record: &'a TransRecord) -> StoreFuture<'a, Created> {
+        if let Err(e) = self.shared.accepting() {
+            return ready(Err(e));
+        }
+        // The id is assigned inside the table, so the size is checked with the widest id
+        // (a 10-byte varint): framing the record as stored can then not fail.
+        let mut widest = DtmTrans::of(&record.trans);
+        widest.id = i64::MIN;
+        let branches = DtmBranch::all(&record.branches);
+        if let Err(e) = record::check_len(&Record::DtmCreate {
+            trans: widest,
+            branches,
+        }) {
+            return ready(Err(unframable(e)));
+        }
+        let (created, queued) = self.dtm.create(record, |stored| {
+            let framed = record::frame(&compact::dtm_record(stored)).map_err(unframable)?;
+            self.shared.submit_framed(&framed)
+        });
+        answer_when_durable(created, queued)
+    }
+
+    fn get<'a>(&'a self, gid: &'a str) -> StoreFuture<'a, Option<TransRecord>> {
+        ready(self.shared.accepting().map(|()| self.dtm.get(gid)))
+    }
+
+    fn save<'a>(
+        &'a self,
+        trans: &'a Trans,
+        expect: TransStatus,
+        changes: &'a [BranchChange],
+    ) -> StoreFuture<'a, bool> {
+        if let Err(e) = self.shared.accepting() {
+            return ready(Err(e));
+        }
+        let framed = match record::frame(&Record::DtmSave {
+            trans: DtmTrans::of(trans),
+            expect: expect.as_str(),
+            changes: changes.iter().map(DtmChange::of).collect(),
+        }) {
+            Ok(f) => f,
+            Err(e) => return ready(Err(unframable(e))),
+        };
+        let queued = self.dtm.save(trans, expect, changes, || {
+            self.shared.submit_framed(&framed)
+        });
+        answer_when_durable(queued.is_some(), queued)
+    }
+
+    fn add_branches<'a>(
+        &'a self,
+        gid: &'a str,
+        branches: &'a [Branch],
+    ) -> StoreFuture<'a, BranchesAdded> {
+        if let Err(e) = self.shared.accepting() {
+            return ready(Err(e));
+        }
+        let framed = match record::frame(&Record::DtmBranches {
+            gid,
+            branches: DtmBranch::all(branches),
+        }) {
+            Ok(f) => f,
+            Err(e) => return ready(Err(unframable(e))),
+        };
+        let (added, queued) = self
+            .dtm
+            .add_branches(gid, branches, || self.shared.submit_framed(&framed));
+        answer_when_durable(added, queued)
+    }
+
+    fn due(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        ready(
+            self.shared
+                .accepting()
+                .map(|()| self.dtm.due(now_ms, limit)),
+        )
+    }
+
+    fn list<'a>(&'a self, query: &'a ListQuery) -> StoreFuture<'a, ListPage> {
+        ready(self.shared.accepting().map(|()| self.dtm.list(query)))
+    }
+
+    fn purge(&self, finished_before_ms: i64, keep_max: usize) -> StoreFuture<'_, usize> {
+        if let Err(e) = self.shared.accepting() {
+            return ready(Err(e));
+        }
+        // The removal is logged inside the table's removal, with the row's id, so replay
+        // cannot take a newer transaction that reused the gid (recover.rs).
+        let mut queued = Vec::new();
+        self.dtm.purge(finished_before_ms, keep_max, |r| {
+            queued.push(self.shared.submit(&Record::DtmRemove {
+                gid: &r.trans.gid,
+                id: r.trans.id,
+            }));
+        });
+        let purged = queued.len();
+        if purged == 0 {
+            return ready(Ok(0));
+        }
+        boxed(async move {
+            for q in queued {
+                durable(q?).await?;
+            }
+            Ok(purged)
         })
     }
 }

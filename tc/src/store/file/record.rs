@@ -3,9 +3,11 @@
 //! in the parent module's doc comment; this file is its only implementation.
 //!
 //! Knows nothing about files or sessions: the writer frames records into a byte buffer and
-//! recovery walks a byte slice.
+//! recovery walks a byte slice. The DTM rows inside dtm-* records are in `dtm_record.rs`.
 
 use serde::{Deserialize, Serialize};
+
+use super::dtm_record::{DtmBranch, DtmChange, DtmTrans};
 
 /// Version byte of every record this build writes and the only one it reads.
 pub(super) const RECORD_VERSION: u8 = 1;
@@ -13,9 +15,9 @@ pub(super) const RECORD_VERSION: u8 = 1;
 /// `length`, `length_check`, `version`, `crc`.
 pub(super) const FRAME_HEADER_LEN: usize = 4 + 4 + 1 + 4;
 
-/// Largest record body. A branch with a huge lock key is the only large record; Seata caps a
-/// branch record at 16 KiB, so 16 MiB leaves room and still bounds what a damaged length can
-/// make recovery allocate.
+/// Largest record body. Seata caps a branch record at 16 KiB; the large records are DTM
+/// transactions, whose create carries every branch op's request body. 16 MiB leaves room and
+/// still bounds what a damaged length can make recovery allocate.
 pub(super) const MAX_BODY_LEN: usize = 16 << 20;
 
 /// First bytes of a log segment.
@@ -64,8 +66,40 @@ pub(super) enum Record<'a> {
     },
     /// BRANCH_REMOVE.
     BranchRemove { transaction_id: i64, branch_id: i64 },
-    /// Last record of a snapshot: proves it is complete.
+    /// Last record of a snapshot written before DTM transactions were stored: proves it is
+    /// complete. Still read; no longer written ([`Record::SnapshotEndDtm`] replaced it).
     SnapshotEnd { sessions: u64, branches: u64 },
+    /// DTM: a new transaction with its branch ops, its id assigned (also how a snapshot lists
+    /// each DTM transaction it holds, as it stands).
+    DtmCreate {
+        #[serde(borrow)]
+        trans: DtmTrans<'a>,
+        #[serde(borrow)]
+        branches: Vec<DtmBranch<'a>>,
+    },
+    /// DTM: a conditional save that applied (the stored status was `expect`).
+    DtmSave {
+        #[serde(borrow)]
+        trans: DtmTrans<'a>,
+        expect: &'a str,
+        #[serde(borrow)]
+        changes: Vec<DtmChange<'a>>,
+    },
+    /// DTM: branch ops registered while the transaction was prepared.
+    DtmBranches {
+        gid: &'a str,
+        #[serde(borrow)]
+        branches: Vec<DtmBranch<'a>>,
+    },
+    /// DTM: a finished transaction purged; `id` is its id (0: not known).
+    DtmRemove { gid: &'a str, id: i64 },
+    /// Last record of a snapshot: proves it is complete.
+    SnapshotEndDtm {
+        sessions: u64,
+        branches: u64,
+        dtm_transactions: u64,
+        dtm_branches: u64,
+    },
 }
 
 /// Why a record could not be framed.
@@ -83,7 +117,8 @@ impl std::fmt::Display for EncodeError {
             EncodeError::Postcard(e) => write!(f, "cannot encode record: {e}"),
             EncodeError::TooLarge(n) => write!(
                 f,
-                "record of {n} bytes is over the {MAX_BODY_LEN}-byte limit; shorten the lock key"
+                "record of {n} bytes is over the {MAX_BODY_LEN}-byte limit; shorten the lock key \
+                 or the DTM transaction's branch bodies"
             ),
         }
     }
@@ -109,6 +144,45 @@ impl postcard::ser_flavors::Flavor for AppendFlavor<'_> {
     fn finalize(self) -> postcard::Result<()> {
         Ok(())
     }
+}
+
+/// postcard output that only counts its bytes.
+struct CountFlavor(usize);
+
+impl postcard::ser_flavors::Flavor for CountFlavor {
+    type Output = usize;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0 = self.0.saturating_add(data.len());
+        Ok(())
+    }
+
+    fn try_push(&mut self, _data: u8) -> postcard::Result<()> {
+        self.0 = self.0.saturating_add(1);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.0)
+    }
+}
+
+/// Checks that `record` can be framed (its body is within [`MAX_BODY_LEN`]) without
+/// encoding it anywhere.
+pub(super) fn check_len(record: &Record<'_>) -> Result<(), EncodeError> {
+    match postcard::serialize_with_flavor(record, CountFlavor(0)) {
+        Ok(n) if n <= MAX_BODY_LEN => Ok(()),
+        Ok(n) => Err(EncodeError::TooLarge(n)),
+        Err(e) => Err(EncodeError::Postcard(e)),
+    }
+}
+
+/// One framed record in a buffer of its own, to be queued later by
+/// [`Shared::submit_framed`](super::wal::Shared::submit_framed).
+pub(super) fn frame(record: &Record<'_>) -> Result<Vec<u8>, EncodeError> {
+    let mut buf = Vec::new();
+    append(&mut buf, record)?;
+    Ok(buf)
 }
 
 /// CRC-32 of `length ‖ version ‖ body`.
@@ -268,6 +342,7 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::dtm_record::DtmOptions;
     use super::*;
 
     fn samples() -> Vec<Record<'static>> {
@@ -310,7 +385,130 @@ mod tests {
                 sessions: u64::MAX,
                 branches: 0,
             },
+            Record::DtmCreate {
+                trans: dtm_trans(),
+                branches: vec![dtm_branch("01", "action"), dtm_branch("01", "compensate")],
+            },
+            Record::DtmSave {
+                trans: dtm_trans(),
+                expect: "prepared",
+                changes: vec![DtmChange {
+                    branch_id: "01",
+                    op: "action",
+                    status: "succeed",
+                    time_ms: 1_700_000_000_500,
+                }],
+            },
+            Record::DtmBranches {
+                gid: "gid-1",
+                branches: vec![dtm_branch("b1", "confirm")],
+            },
+            Record::DtmRemove {
+                gid: "gid-1",
+                id: 9,
+            },
+            Record::SnapshotEndDtm {
+                sessions: 1,
+                branches: 2,
+                dtm_transactions: 3,
+                dtm_branches: u64::MAX,
+            },
         ]
+    }
+
+    fn dtm_trans() -> DtmTrans<'static> {
+        DtmTrans {
+            id: 9,
+            gid: "gid-1",
+            trans_type: "saga",
+            status: "submitted",
+            protocol: "http",
+            query_prepared: "",
+            custom_data: "{\"concurrent\":false}",
+            options: DtmOptions {
+                wait_result: true,
+                timeout_to_fail: 30,
+                request_timeout: 3,
+                retry_interval: 10,
+                retry_limit: -1,
+                branch_headers: vec![("authorization", "Bearer x"), ("x-id", "7")],
+                concurrent: false,
+            },
+            rollback_reason: "",
+            result: "",
+            create_time: 1_700_000_000_000,
+            update_time: 1_700_000_000_100,
+            finish_time: 0,
+            rollback_time: 0,
+            next_cron_interval: 10,
+            next_cron_time: 1_700_000_010_000,
+            retry_count: 2,
+            owner: "",
+            ext_data: "",
+        }
+    }
+
+    fn dtm_branch(id: &'static str, op: &'static str) -> DtmBranch<'static> {
+        DtmBranch {
+            branch_id: id,
+            op,
+            url: "http://svc/api/step",
+            bin_data: b"\x00\xff{\"amount\":30}",
+            status: "prepared",
+            create_time: 1_700_000_000_000,
+            update_time: 1_700_000_000_000,
+            finish_time: 0,
+            rollback_time: 0,
+        }
+    }
+
+    /// Variants are encoded by position: the first byte of a body is the variant index, and
+    /// the indexes of records already on disk never move.
+    #[test]
+    fn record_kinds_keep_their_numbers() {
+        let kinds: Vec<u8> = samples()
+            .iter()
+            .map(|r| postcard::to_allocvec(r).unwrap()[0])
+            .collect();
+        assert_eq!(kinds, [0, 3, 1, 4, 5, 2, 6, 7, 8, 9, 10, 11]);
+    }
+
+    #[test]
+    fn branch_bodies_are_stored_as_one_byte_string() {
+        let body = postcard::to_allocvec(&Record::DtmBranches {
+            gid: "g",
+            branches: vec![dtm_branch("b", "confirm")],
+        })
+        .unwrap();
+        let raw: &[u8] = b"\x00\xff{\"amount\":30}";
+        let mut expected = vec![raw.len() as u8];
+        expected.extend_from_slice(raw);
+        assert!(
+            body.windows(expected.len())
+                .any(|w| w == expected.as_slice()),
+            "{body:?}"
+        );
+    }
+
+    #[test]
+    fn check_len_agrees_with_framing() {
+        for r in samples() {
+            check_len(&r).unwrap();
+            assert_eq!(frame(&r).unwrap().len(), {
+                let mut buf = Vec::new();
+                append(&mut buf, &r).unwrap();
+                buf.len()
+            });
+        }
+        let body = vec![7u8; MAX_BODY_LEN];
+        let mut b = dtm_branch("b", "confirm");
+        b.bin_data = &body;
+        let big = Record::DtmBranches {
+            gid: "g",
+            branches: vec![b],
+        };
+        assert!(matches!(check_len(&big), Err(EncodeError::TooLarge(n)) if n > MAX_BODY_LEN));
+        assert!(matches!(frame(&big), Err(EncodeError::TooLarge(_))));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Replay: the data directory's files (newest snapshot, then the segments after it, in order)
-//! folded into a [`State`] of live sessions. Used at open, where the last segment's torn tail
-//! is cut off, and by compaction, which reads only finished segments and accepts no damage.
+//! folded into a [`State`] of live sessions and held DTM transactions. Used at open, where the
+//! last segment's torn tail is cut off, and by compaction, which reads only finished segments
+//! and accepts no damage.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -8,8 +9,11 @@ use std::path::{Path, PathBuf};
 
 use seata_protocol::{BranchStatus, BranchType, GlobalStatus};
 
+use super::dtm_record::{word, DtmBranch, DtmChange};
 use super::record::{Reader, Record, SEGMENT_MAGIC, SNAPSHOT_MAGIC};
-use crate::store::{StoreError, StoredBranch, StoredGlobal, StoredSession};
+use crate::dtm::model::{TransRecord, TransStatus};
+use crate::store::dtm::BranchesAdded;
+use crate::store::{DtmTable, StoreError, StoredBranch, StoredGlobal, StoredSession};
 
 /// File name of segment `n`; zero-padded so names sort like numbers.
 pub(super) fn segment_name(n: u64) -> String {
@@ -64,10 +68,13 @@ pub(super) fn scan(dir: &Path) -> std::io::Result<Layout> {
     Ok(layout)
 }
 
-/// Live sessions, built from records in log order.
+/// Live sessions and held DTM transactions, built from records in log order.
 #[derive(Debug, Default)]
 pub(super) struct State {
     sessions: HashMap<i64, StoredSession>,
+    /// Rebuilt with the table's own operations, so replay applies each change exactly as the
+    /// live table did when it logged it.
+    dtm: DtmTable,
 }
 
 fn global_status(code: u8) -> Result<GlobalStatus, String> {
@@ -170,8 +177,76 @@ impl State {
                     s.branches.retain(|b| b.branch_id != branch_id);
                 }
             }
-            Record::SnapshotEnd { .. } => {
+            Record::SnapshotEnd { .. } | Record::SnapshotEndDtm { .. } => {
                 return Err("snapshot end record inside a log segment".into());
+            }
+            // The DTM records are written by `FileStore` inside the table's per-gid lock,
+            // exactly when the change applies (refused writes log nothing), so one gid's
+            // records are in the order its changes were made, and replay meets each one in
+            // the state the live table was in: it applies in the same way. The exception is
+            // `DtmTable::purge`, which logs a removal after letting go of the row, so a new
+            // transaction with the purged gid can be logged before that removal; dtm-remove
+            // therefore names the id it removes (see below).
+            Record::DtmCreate { trans, branches } => {
+                // The gid is held here only in that purge window (the purged row's removal
+                // follows): the new transaction replaces it, as in the live table.
+                self.dtm.restore(TransRecord {
+                    trans: trans.to_model()?,
+                    branches: DtmBranch::all_to_model(&branches)?,
+                });
+            }
+            Record::DtmSave {
+                trans,
+                expect,
+                changes,
+            } => {
+                let trans = trans.to_model()?;
+                let expect: TransStatus = word(expect)?;
+                let changes = changes
+                    .iter()
+                    .map(DtmChange::to_model)
+                    .collect::<Result<Vec<_>, _>>()?;
+                if self.dtm.save(&trans, expect, &changes, || ()).is_none() {
+                    // Unknown gid: possible only after a removal whose id was not known (see
+                    // dtm-remove); the save belongs to a transaction that removal wrongly
+                    // took, and skipping it is all replay can do. A held row in another
+                    // status cannot happen (same state, same check as when it was logged),
+                    // so that is damage.
+                    if let Some(held) = self.dtm.get(&trans.gid) {
+                        return Err(format!(
+                            "DTM save of {:?} expects status {expect} but the log left it {}",
+                            trans.gid, held.trans.status
+                        ));
+                    }
+                }
+            }
+            Record::DtmBranches { gid, branches } => {
+                let branches = DtmBranch::all_to_model(&branches)?;
+                match self.dtm.add_branches(gid, &branches, || ()).0 {
+                    BranchesAdded::Added => {}
+                    // Unknown gid: as for a save above.
+                    BranchesAdded::NotPrepared(None) => {}
+                    // Logged only when added; the same check on the same state adds again.
+                    refused => {
+                        return Err(format!(
+                            "DTM branches of {gid:?} were logged as added but replay finds \
+                             {refused:?}"
+                        ))
+                    }
+                }
+            }
+            Record::DtmRemove { gid, id } => {
+                // Purge removes only finished rows, so an unfinished row, or one with another
+                // id, is a newer transaction that reused the gid in the purge window: keep it.
+                // `id` 0 means the purge did not learn the id (the row finished while the
+                // purge ran); then the finished row held is taken as the purged one.
+                let purged = self
+                    .dtm
+                    .get(gid)
+                    .is_some_and(|r| r.trans.status.is_finished() && (id == 0 || r.trans.id == id));
+                if purged {
+                    self.dtm.remove(gid);
+                }
             }
         }
         Ok(())
@@ -194,11 +269,23 @@ impl State {
         v
     }
 
-    /// The sessions, by transaction id.
-    pub(super) fn into_sessions(self) -> Vec<StoredSession> {
+    /// The DTM transactions held.
+    pub(super) fn dtm(&self) -> &DtmTable {
+        &self.dtm
+    }
+
+    /// Number of branch ops over all DTM transactions.
+    pub(super) fn dtm_branch_count(&self) -> usize {
+        let mut n = 0;
+        self.dtm.for_each(|r| n += r.branches.len());
+        n
+    }
+
+    /// The sessions, by transaction id, and the DTM table.
+    pub(super) fn into_parts(self) -> (Vec<StoredSession>, DtmTable) {
         let mut v: Vec<StoredSession> = self.sessions.into_values().collect();
         v.sort_unstable_by_key(|s| s.global.transaction_id);
-        v
+        (v, self.dtm)
     }
 }
 
@@ -368,19 +455,42 @@ fn read_snapshot(path: &Path, state: &mut State) -> Result<(), StoreError> {
             }
             Err(bad) => return Err(corrupt(path, bad.offset, &bad.reason)),
         };
-        match record {
-            Record::SnapshotEnd { sessions, branches } => {
-                let found = (state.len() as u64, state.branch_count() as u64);
-                if found != (sessions, branches) || reader.position() != bytes.len() as u64 {
-                    return Err(corrupt(
-                        path,
-                        offset,
-                        &format!("snapshot lists {sessions} sessions and {branches} branches but holds {} and {}, or has bytes after its end", found.0, found.1),
-                    ));
-                }
-                return Ok(());
+        // A snapshot written before DTM transactions were stored ends with snapshot-end:
+        // it holds none.
+        let end = match record {
+            Record::SnapshotEnd { sessions, branches } => Some([sessions, branches, 0, 0]),
+            Record::SnapshotEndDtm {
+                sessions,
+                branches,
+                dtm_transactions,
+                dtm_branches,
+            } => Some([sessions, branches, dtm_transactions, dtm_branches]),
+            _ => None,
+        };
+        if let Some(listed) = end {
+            let found = [
+                state.len() as u64,
+                state.branch_count() as u64,
+                state.dtm().len() as u64,
+                state.dtm_branch_count() as u64,
+            ];
+            if found != listed || reader.position() != bytes.len() as u64 {
+                let ([ls, lb, lt, lo], [fs, fb, ft, fo]) = (listed, found);
+                return Err(corrupt(
+                    path,
+                    offset,
+                    &format!(
+                        "snapshot lists {ls} sessions, {lb} branches, {lt} DTM transactions and \
+                         {lo} DTM branch ops but holds {fs}, {fb}, {ft} and {fo}, or has bytes \
+                         after its end"
+                    ),
+                ));
             }
-            r @ (Record::GlobalAdd { .. } | Record::BranchAdd { .. }) => {
+            return Ok(());
+        }
+        match record {
+            r
+            @ (Record::GlobalAdd { .. } | Record::BranchAdd { .. } | Record::DtmCreate { .. }) => {
                 state
                     .apply(r)
                     .map_err(|reason| corrupt(path, offset, &reason))?;

@@ -10,16 +10,16 @@ use super::record::{Reader, Record, SEGMENT_MAGIC};
 use super::recover::{scan, segment_name, State};
 use super::*;
 
-fn options(dir: &Path) -> FileStoreOptions {
+pub(super) fn options(dir: &Path) -> FileStoreOptions {
     FileStoreOptions::new(dir, SyncMode::Fsync)
 }
 
-async fn open(dir: &Path) -> FileStore {
+pub(super) async fn open(dir: &Path) -> FileStore {
     FileStore::open(options(dir)).await.unwrap()
 }
 
 /// A transaction's life as records: begin, two branches, commit decided, one branch done.
-fn history(tid: i64) -> Vec<Record<'static>> {
+pub(super) fn history(tid: i64) -> Vec<Record<'static>> {
     let xid: &'static str = Box::leak(format!("127.0.0.1:8091:{tid}").into_boxed_str());
     let branch = |n: i64, key: &'static str| Record::BranchAdd {
         transaction_id: tid,
@@ -61,7 +61,7 @@ fn history(tid: i64) -> Vec<Record<'static>> {
 }
 
 /// Sends `r` through the trait method that writes it.
-async fn submit(store: &FileStore, r: &Record<'_>) -> Result<(), StoreError> {
+pub(super) async fn submit(store: &FileStore, r: &Record<'_>) -> Result<(), StoreError> {
     match *r {
         Record::GlobalAdd {
             transaction_id,
@@ -132,16 +132,21 @@ async fn submit(store: &FileStore, r: &Record<'_>) -> Result<(), StoreError> {
             transaction_id,
             branch_id,
         } => store.remove_branch(transaction_id, "x", branch_id).await,
-        Record::SnapshotEnd { .. } => unreachable!("not a store write"),
+        Record::SnapshotEnd { .. }
+        | Record::SnapshotEndDtm { .. }
+        | Record::DtmCreate { .. }
+        | Record::DtmSave { .. }
+        | Record::DtmBranches { .. }
+        | Record::DtmRemove { .. } => unreachable!("not a Seata session write"),
     }
 }
 
-fn expected(records: &[Record<'_>]) -> Vec<StoredSession> {
+pub(super) fn expected(records: &[Record<'_>]) -> Vec<StoredSession> {
     let mut state = State::default();
     for r in records {
         state.apply(r.clone()).unwrap();
     }
-    state.into_sessions()
+    state.into_parts().0
 }
 
 /// Several transactions; the second ends, so its records must leave no trace.
@@ -156,7 +161,7 @@ fn workload() -> Vec<Record<'static>> {
     v
 }
 
-async fn write_all(store: &FileStore, records: &[Record<'_>]) {
+pub(super) async fn write_all(store: &FileStore, records: &[Record<'_>]) {
     for r in records {
         submit(store, r).await.unwrap();
     }
@@ -213,7 +218,7 @@ async fn written_segment(records: &[Record<'_>]) -> Vec<u8> {
 }
 
 /// Offsets of every record in a segment's bytes.
-fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+pub(super) fn record_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut reader = Reader::new(bytes, SEGMENT_MAGIC.len());
     let mut v = Vec::new();
     // Stops at the end or at preallocated zeros.
@@ -341,7 +346,7 @@ async fn missing_segment_is_reported() {
     assert!(err.to_string().contains(&segment_name(2)), "{err}");
 }
 
-async fn wait_for_compaction(dir: &Path) {
+pub(super) async fn wait_for_compaction(dir: &Path) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let layout = scan(dir).unwrap();

@@ -68,6 +68,17 @@ fn io_error(kind: std::io::ErrorKind, msg: &str) -> StoreError {
     StoreError::Io(std::io::Error::new(kind, msg.to_owned()))
 }
 
+/// Why a write is refused in `mode`, if it is.
+fn refusal(mode: &Mode) -> Result<(), StoreError> {
+    match mode {
+        Mode::Running => Ok(()),
+        Mode::Closing => Err(StoreError::Backend(
+            "the file store is closed (the TC is shutting down)".into(),
+        )),
+        Mode::Failed(kind, msg) => Err(io_error(*kind, msg)),
+    }
+}
+
 impl Shared {
     pub(super) fn new() -> Self {
         Shared {
@@ -90,22 +101,31 @@ impl Shared {
     }
 
     /// Queues one record. The receiver resolves once the record is durable (or written, with
-    /// `sync = none`). Records reach the file in the order of these calls.
+    /// `sync = none`). Records reach the file in the order of these calls (and of
+    /// [`submit_framed`](Self::submit_framed)).
     pub(super) fn submit(
         &self,
         rec: &Record<'_>,
     ) -> Result<oneshot::Receiver<Outcome>, StoreError> {
         let mut q = self.lock();
-        match &q.mode {
-            Mode::Running => {}
-            Mode::Closing => {
-                return Err(StoreError::Backend(
-                    "the file store is closed (the TC is shutting down)".into(),
-                ))
-            }
-            Mode::Failed(kind, msg) => return Err(io_error(*kind, msg)),
-        }
+        refusal(&q.mode)?;
         record::append(&mut q.buf, rec).map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(self.queued(q))
+    }
+
+    /// Queues one record framed beforehand by [`record::frame`], outside this lock. Fails
+    /// only when the store no longer accepts writes.
+    pub(super) fn submit_framed(
+        &self,
+        framed: &[u8],
+    ) -> Result<oneshot::Receiver<Outcome>, StoreError> {
+        let mut q = self.lock();
+        refusal(&q.mode)?;
+        q.buf.extend_from_slice(framed);
+        Ok(self.queued(q))
+    }
+
+    fn queued(&self, mut q: MutexGuard<'_, Queue>) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
         q.waiters.push(tx);
         q.records += 1;
@@ -113,7 +133,12 @@ impl Shared {
             q.writer_idle = false;
             self.wake.notify_one();
         }
-        Ok(rx)
+        rx
+    }
+
+    /// `Ok` while writes are accepted; otherwise the error every write now gets.
+    pub(super) fn accepting(&self) -> Result<(), StoreError> {
+        refusal(&self.lock().mode)
     }
 
     /// Asks the writer to finish what is queued and stop.
