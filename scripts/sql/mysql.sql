@@ -66,3 +66,58 @@ CREATE TABLE IF NOT EXISTS `seata_rs_tx_lease` (
   PRIMARY KEY (`xid`),
   KEY `idx_owner` (`owner`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8;
+
+-- trans_global and trans_branch_op hold DTM-mode transactions (saga, msg, tcc, xa over DTM's
+-- HTTP API) with DTM's table and column names. Where the types differ from DTM's script:
+-- - times are BIGINT ms since the Unix epoch (0 = not set), as the TC keeps them: exact to the
+--   ms, independent of the session time zone, and the unit of the lease columns above.
+-- - gid and branch_id are VARBINARY, compared byte for byte: under a text collation "Ab" and
+--   "ab" (or "a" and "a ") would be one transaction. 512 bytes hold 128 characters.
+-- - owner is the BIGINT token of seata_rs_tc_node (0 = none), the lease of the TC that drives
+--   the transaction, so the lease check compares integers.
+-- - bodies and free text are MEDIUMBLOB/MEDIUMTEXT (up to 16 MB), so a long payload or error
+--   text is stored whole rather than refused or cut.
+-- - retry_count (branch calls that came back not done) is seata-rs's own.
+-- idx_status_finish_time serves the purge of finished transactions.
+CREATE TABLE IF NOT EXISTS `trans_global` (
+  `id` BIGINT NOT NULL AUTO_INCREMENT,
+  `gid` VARBINARY(512) NOT NULL,
+  `trans_type` VARCHAR(45) CHARACTER SET ascii NOT NULL,
+  `status` VARCHAR(12) CHARACTER SET ascii NOT NULL,
+  `query_prepared` VARCHAR(1024),
+  `protocol` VARCHAR(45),
+  `create_time` BIGINT NOT NULL DEFAULT 0,
+  `update_time` BIGINT NOT NULL DEFAULT 0,
+  `finish_time` BIGINT NOT NULL DEFAULT 0,
+  `rollback_time` BIGINT NOT NULL DEFAULT 0,
+  `options` TEXT,
+  `custom_data` MEDIUMTEXT,
+  `next_cron_interval` BIGINT NOT NULL DEFAULT 0,
+  `next_cron_time` BIGINT NOT NULL DEFAULT 0,
+  `owner` BIGINT NOT NULL DEFAULT 0,
+  `ext_data` MEDIUMTEXT,
+  `result` MEDIUMTEXT,
+  `rollback_reason` MEDIUMTEXT,
+  `retry_count` BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `uk_gid` (`gid`),
+  KEY `idx_status_next_cron_time` (`status`, `next_cron_time`),
+  KEY `idx_status_finish_time` (`status`, `finish_time`),
+  KEY `idx_owner` (`owner`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 ROW_FORMAT = DYNAMIC;
+
+CREATE TABLE IF NOT EXISTS `trans_branch_op` (
+  `id` BIGINT NOT NULL AUTO_INCREMENT,
+  `gid` VARBINARY(512) NOT NULL,
+  `url` VARCHAR(1024),
+  `bin_data` MEDIUMBLOB,
+  `branch_id` VARBINARY(512) NOT NULL,
+  `op` VARCHAR(45) CHARACTER SET ascii NOT NULL,
+  `status` VARCHAR(45) CHARACTER SET ascii NOT NULL,
+  `create_time` BIGINT NOT NULL DEFAULT 0,
+  `update_time` BIGINT NOT NULL DEFAULT 0,
+  `finish_time` BIGINT NOT NULL DEFAULT 0,
+  `rollback_time` BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (`id`),
+  UNIQUE KEY `uk_gid_branch_op` (`gid`, `branch_id`, `op`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 ROW_FORMAT = DYNAMIC;

@@ -145,7 +145,9 @@ impl TransStatus {
 }
 
 /// Per-transaction options (§2.3, §7), as given by the client. 0 / empty = server default.
+/// Missing fields read as defaults, so options stored by an older build stay readable.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TransOptions {
     /// `wait_result`: submit/abort answer after one processing round.
     pub wait_result: bool,

@@ -75,6 +75,12 @@ impl Leases {
         self.node
     }
 
+    /// This process's owner token, as written in node rows and in the `owner` of the
+    /// transactions it drives.
+    pub(super) fn owner(&self) -> i64 {
+        self.owner
+    }
+
     pub(super) fn lease_ms(&self) -> i64 {
         self.lease_ms
     }

@@ -12,6 +12,8 @@
 //! - Reads: `sessions.rs` (one session; the orphan scan).
 //! - Locks: `locks.rs` (the primary key `row_key` decides conflicts).
 //! - Several TCs: `lease.rs` (node numbers for ids, phase-two leases, orphan takeover).
+//! - DTM-mode transactions: `dtm.rs` over DTM's `trans_global`/`trans_branch_op`
+//!   (`dtm_rows.rs`), one pooled DB transaction per write, leased with the same node leases.
 //!
 //! Reads, leases and the lock manager use a connection pool (`pool_min`/`pool_max` in the
 //! URL; default 2 to 32); each writer has a connection of its own. All sessions use READ
@@ -27,14 +29,18 @@ use seata_protocol::{BranchStatus, GlobalStatus};
 use tracing::info;
 
 use super::{
-    boxed, ready, BranchAdded, BranchRow, GlobalRow, SessionStore, StoreError, StoreFuture,
-    StoredSession, Transition,
+    boxed, ready, BranchAdded, BranchRow, DtmStore, GlobalRow, SessionStore, StoreError,
+    StoreFuture, StoredSession, Transition,
 };
 use crate::lock::LockManager;
 use unit::{NewBranch, Op, Outcome};
 use writer::Writers;
 
 mod batch;
+mod dtm;
+mod dtm_rows;
+#[cfg(test)]
+mod dtm_tests;
 mod lease;
 mod locks;
 mod rows;
@@ -318,6 +324,10 @@ impl SessionStore for MysqlStore {
 
     fn orphans(&self, now_ms: i64) -> StoreFuture<'_, Vec<StoredSession>> {
         boxed(self.scan_orphans(now_ms))
+    }
+
+    fn dtm(&self) -> Option<&dyn DtmStore> {
+        Some(self)
     }
 
     fn server_node(&self) -> Option<u16> {

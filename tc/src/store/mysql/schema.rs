@@ -8,6 +8,10 @@
 //! - `seata_rs_tx_lease`: which TC drives a transaction's phase two (valid while that TC's
 //!   node row is unexpired, `lease.rs`).
 //!
+//! DTM-mode transactions (`dtm.rs`) live in DTM's own two tables, `trans_global` and
+//! `trans_branch_op`, with DTM's table and column names (spec dtm-http-api §10); the script
+//! says where their column types differ from DTM's and why.
+//!
 //! `scripts/sql/mysql.sql` is the only copy of the DDL: operators run it by hand, and
 //! `--init-db` runs the same text (compiled in).
 
@@ -21,12 +25,14 @@ use crate::store::StoreError;
 const SCRIPT: &str = include_str!("../../../../scripts/sql/mysql.sql");
 
 /// Every table the store uses, in creation order.
-pub(super) const TABLE_NAMES: [&str; 5] = [
+pub(super) const TABLE_NAMES: [&str; 7] = [
     "global_table",
     "branch_table",
     "lock_table",
     "seata_rs_tc_node",
     "seata_rs_tx_lease",
+    "trans_global",
+    "trans_branch_op",
 ];
 
 /// The script's statements (`CREATE TABLE IF NOT EXISTS ...`), comments dropped.
