@@ -145,20 +145,16 @@ impl DtmEngine {
         let held = self.locks.lock(&gid).await;
         let store = self.dtm()?;
         let now = now_ms();
-        let stored = match store.get(&gid).await? {
-            Some(s) => Some(s),
-            None => {
-                record.trans.status = TransStatus::Submitted;
-                stamp_new(&mut record, now, &self.defaults);
-                match store.create(&record).await? {
-                    Created::New { .. } => {
-                        debug!(gid, trans_type = %record.trans.trans_type, "submitted");
-                        None
-                    }
-                    // Another TC created it meanwhile: treat as a submit of that one.
-                    Created::Exists(s) => Some(*s),
-                }
+        // Create first: a saga (the common case) is new, and the store answers with the
+        // stored copy when it is not, so a new transaction costs one store call.
+        record.trans.status = TransStatus::Submitted;
+        stamp_new(&mut record, now, &self.defaults);
+        let stored = match store.create(&record).await? {
+            Created::New { .. } => {
+                debug!(gid, trans_type = %record.trans.trans_type, "submitted");
+                None
             }
+            Created::Exists(s) => Some(*s),
         };
         if let Some(s) = stored {
             if s.trans.trans_type != record.trans.trans_type {
