@@ -32,5 +32,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build binaries used by the integration tests"
 cargo build --workspace --bins --locked
 
+step "python environment (dtmcli, for the DTM HTTP tests)"
+if [[ -z "${SEATA_TEST_PYTHON:-}" ]]; then
+  SEATA_TEST_PYTHON="$(scripts/python-env.sh)"
+fi
+export SEATA_TEST_PYTHON
+echo "$SEATA_TEST_PYTHON"
+
 step "cargo test"
 cargo test --workspace --locked -- "$@"

@@ -45,6 +45,8 @@ pub struct Registration {
     pub cancel: String,
     /// xa: `url`, the phase-two URL.
     pub url: String,
+    /// `trans_type` as the client gave it (may be empty); must match the stored type.
+    pub trans_type: String,
 }
 
 /// How a round ended.
@@ -251,6 +253,13 @@ impl DtmEngine {
         };
         if s.trans.status != TransStatus::Prepared {
             return Err(not_prepared());
+        }
+        let stored_type = s.trans.trans_type;
+        if !reg.trans_type.is_empty() && reg.trans_type != stored_type.as_str() {
+            return Err(DtmError::Invalid(format!(
+                "registerBranch says trans_type {:?}, but {gid} is a {stored_type} transaction",
+                reg.trans_type
+            )));
         }
         let now = now_ms();
         let data = reg.data.as_bytes().to_vec();

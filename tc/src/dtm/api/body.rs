@@ -289,6 +289,7 @@ pub fn registration(bytes: &[u8]) -> Result<(String, Registration), ApiError> {
         confirm: take("confirm"),
         cancel: take("cancel"),
         url: take("url"),
+        trans_type: take("trans_type"),
     };
     check_id("branch_id", &reg.branch_id, MAX_BRANCH_ID_LEN)?;
     for (field, v) in [
