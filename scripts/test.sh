@@ -39,5 +39,12 @@ fi
 export SEATA_TEST_PYTHON
 echo "$SEATA_TEST_PYTHON"
 
+step "etcd (for the gRPC/etcd tests)"
+if [[ -z "${SEATA_TEST_ETCD:-}" ]]; then
+  SEATA_TEST_ETCD="$(scripts/etcd-env.sh | tail -n 1)"
+fi
+export SEATA_TEST_ETCD
+echo "$SEATA_TEST_ETCD"
+
 step "cargo test"
 cargo test --workspace --locked -- "$@"

@@ -88,7 +88,16 @@ pub struct TcConfig {
     /// Address of the HTTP listener (DTM's API at `/api/dtmsvr`), or `off`. Default
     /// `0.0.0.0:36789`, DTM's port; port 0 picks a free port.
     pub http_listen: String,
-    /// DTM-mode transactions (saga, msg, tcc, xa over HTTP).
+    /// Address of the gRPC listener (DTM's `dtmgimp.Dtm` service), or `off`. Default
+    /// `0.0.0.0:36790`, DTM's gRPC port; port 0 picks a free port.
+    pub grpc_listen: String,
+    /// etcd endpoints (`host:port`) to register the gRPC listener in, go-zero style. Default
+    /// none: no registration.
+    pub etcd: Vec<String>,
+    /// Key prefix of the etcd registration: the key is `<etcd-key>/<lease id>`, the value the
+    /// gRPC listener's `host:port`. Default `dtmservice` (what go-zero's DTM examples use).
+    pub etcd_key: String,
+    /// DTM-mode transactions (saga, msg, tcc, xa over HTTP and gRPC).
     pub dtm: DtmConfig,
 }
 
@@ -199,6 +208,9 @@ impl Default for TcConfig {
             recovery: RecoveryConfig::default(),
             undo: UndoConfig::default(),
             http_listen: "0.0.0.0:36789".into(),
+            grpc_listen: "0.0.0.0:36790".into(),
+            etcd: Vec::new(),
+            etcd_key: "dtmservice".into(),
             dtm: DtmConfig::default(),
         }
     }
@@ -303,6 +315,29 @@ impl TcConfig {
             }
         }
         self.http_addr()?;
+        self.grpc_addr()?;
+        if !self.etcd.is_empty() {
+            if self.grpc_addr()?.is_none() {
+                return Err(bad(
+                    "etcd",
+                    self.etcd.join(","),
+                    "no endpoints while grpc-listen is off (there is nothing to register)",
+                ));
+            }
+            let key_ok = !self.etcd_key.is_empty()
+                && !self.etcd_key.ends_with('/')
+                && self.etcd_key.chars().all(|c| c.is_ascii_graphic());
+            if !key_ok {
+                return Err(bad(
+                    "etcd-key",
+                    &self.etcd_key,
+                    "a non-empty key prefix without spaces or a trailing / (e.g. dtmservice)",
+                ));
+            }
+            if let Some(e) = self.etcd.iter().find(|e| e.trim().is_empty()) {
+                return Err(bad("etcd", e, "host:port endpoints, e.g. 127.0.0.1:2379"));
+            }
+        }
         let d = &self.dtm;
         let seconds = [
             ("dtm.request-timeout-s", d.request_timeout_s),
@@ -330,6 +365,18 @@ impl TcConfig {
             field: "http-listen",
             value: self.http_listen.clone(),
             accepted: "IP:PORT (e.g. 0.0.0.0:36789) or off",
+        })
+    }
+
+    /// The gRPC listener's address; `None` when `grpc-listen = "off"`.
+    pub fn grpc_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.grpc_listen.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        self.grpc_listen.parse().map(Some).map_err(|_| ConfigError {
+            field: "grpc-listen",
+            value: self.grpc_listen.clone(),
+            accepted: "IP:PORT (e.g. 0.0.0.0:36790) or off",
         })
     }
 

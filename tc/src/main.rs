@@ -1,6 +1,7 @@
 //! `seata-tc`: parses flags and the config file, sets up logging, binds, and runs the TC until
 //! SIGINT/SIGTERM. The first line on stdout is `listening on IP:PORT`; with the HTTP listener
-//! on, the second is `http listening on IP:PORT`.
+//! on, the next is `http listening on IP:PORT`, then with the gRPC listener on
+//! `grpc listening on IP:PORT`.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +51,17 @@ struct Args {
     /// HTTP listener for DTM's API (/api/dtmsvr), or `off` [default 0.0.0.0:36789].
     #[arg(long)]
     http_listen: Option<String>,
+    /// gRPC listener for DTM's API (dtmgimp.Dtm), or `off` [default 0.0.0.0:36790].
+    #[arg(long)]
+    grpc_listen: Option<String>,
+    /// etcd endpoints (comma-separated host:port) to register the gRPC listener in, go-zero
+    /// style [default: none].
+    #[arg(long, value_delimiter = ',')]
+    etcd: Option<Vec<String>>,
+    /// Key prefix of the etcd registration (`<key>/<lease id>` = gRPC host:port)
+    /// [default dtmservice].
+    #[arg(long)]
+    etcd_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -109,6 +121,15 @@ fn config_from(args: &Args) -> anyhow::Result<TcConfig> {
     if let Some(v) = &args.http_listen {
         config.http_listen = v.clone();
     }
+    if let Some(v) = &args.grpc_listen {
+        config.grpc_listen = v.clone();
+    }
+    if let Some(v) = &args.etcd {
+        config.etcd = v.iter().filter(|e| !e.is_empty()).cloned().collect();
+    }
+    if let Some(v) = &args.etcd_key {
+        config.etcd_key = v.clone();
+    }
     config.validate()?;
     Ok(config)
 }
@@ -163,15 +184,27 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let grpc = match config.grpc_addr()? {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (grpc-listen)"))?,
+        ),
+        None => None,
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {bound}")?;
         if let Some(h) = &http {
             writeln!(out, "http listening on {}", h.local_addr()?)?;
         }
+        if let Some(g) = &grpc {
+            writeln!(out, "grpc listening on {}", g.local_addr()?)?;
+        }
         out.flush()?;
     }
     tracing::info!(%bound, store = ?config.store, "seata-tc started");
-    seata_tc::server::run(listener, http, config, store, shutdown_signal()).await?;
+    let listeners = seata_tc::server::DtmListeners { http, grpc };
+    seata_tc::server::run(listener, listeners, config, store, shutdown_signal()).await?;
     Ok(())
 }

@@ -1,11 +1,17 @@
 //! Who is connected: every registered TM and RM connection, and for each resource id the RM
-//! connections that manage it. Implements [`BranchGateway`]: phase-two requests go to the RM
-//! connection chosen the way Seata does (tc-semantics 4.2): the connection that registered the
-//! branch, else the same application on the same host, else the same application anywhere,
-//! else any holder of the resource.
+//! connections that manage it. Implements [`BranchGateway`]: phase-two requests go to the
+//! connection that registered the branch while it is connected (as Seata, tc-semantics 4.2).
+//! Otherwise Seata takes the first holder it finds in its preference order (same application
+//! on the same host, same application anywhere, any holder), so one instance of a scaled-out
+//! service gets every orphaned branch; here phase two is spread over the holders of the best
+//! such tier instead: the one with the fewest phase-two requests in flight, ties taken in
+//! turn (round robin). XA branches stay pinned to the connection that prepared them while it
+//! is connected, with no fallback: only that instance's held session can finish a prepared
+//! branch still attached to it (tcc-xa-saga.md §3.3).
 //!
 //! Concurrency: one `DashMap` shard lock per lookup, never across an `.await`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +49,31 @@ pub struct Registered {
     pub version: String,
     /// The connection.
     pub conn: RpcHandle,
+    /// Phase-two requests sent on it and not yet answered.
+    in_flight: AtomicUsize,
+}
+
+impl Registered {
+    /// Phase-two requests this TC is waiting on from this connection.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one phase-two request in flight on a connection until dropped.
+struct InFlight(Arc<Registered>);
+
+impl InFlight {
+    fn new(r: Arc<Registered>) -> Self {
+        r.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(r)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The connection registry.
@@ -53,6 +84,8 @@ pub struct Registry {
     /// Resource id → RM connections holding it.
     resources: DashMap<String, Vec<Arc<Registered>>>,
     rpc_timeout: Duration,
+    /// Turn counter for breaking in-flight ties (round robin).
+    turn: AtomicUsize,
 }
 
 impl Registry {
@@ -62,6 +95,7 @@ impl Registry {
             conns: DashMap::new(),
             resources: DashMap::new(),
             rpc_timeout,
+            turn: AtomicUsize::new(0),
         }
     }
 
@@ -91,6 +125,7 @@ impl Registry {
             ip,
             version: version.to_owned(),
             conn: conn.clone(),
+            in_flight: AtomicUsize::new(0),
         });
         info!(client_id = %entry.client.client_id, version, "TM registered");
         self.conns.insert(conn.id(), entry.clone());
@@ -118,6 +153,7 @@ impl Registry {
                     ip,
                     version: version.to_owned(),
                     conn: conn.clone(),
+                    in_flight: AtomicUsize::new(0),
                 });
                 self.conns.insert(conn.id(), entry.clone());
                 entry
@@ -169,9 +205,25 @@ impl Registry {
         self.conns.len()
     }
 
-    /// Live RM connections for `resource_id`, best first for a branch registered by
-    /// `client_id` (`applicationId:ip:port`).
+    /// Live RM connections for `resource_id`, in the order phase two of an AT or TCC branch
+    /// registered by `client_id` (`applicationId:ip:port`) tries them.
     pub fn candidates(&self, resource_id: &str, client_id: &str) -> Vec<RpcHandle> {
+        self.route(resource_id, client_id, BranchType::At)
+            .into_iter()
+            .map(|r| r.conn.clone())
+            .collect()
+    }
+
+    /// The order in which phase two tries the holders of `resource_id`: the branch's own
+    /// connection first; XA stops there while it is connected. Then the other holders by tier
+    /// (same application and host, same application, any), each tier spread by fewest
+    /// requests in flight, ties in turn.
+    fn route(
+        &self,
+        resource_id: &str,
+        client_id: &str,
+        branch_type: BranchType,
+    ) -> Vec<Arc<Registered>> {
         let Some(holders) = self.resources.get(resource_id) else {
             return Vec::new();
         };
@@ -179,11 +231,24 @@ impl Registry {
         // port after the last one (Seata 1.2 fails on IPv6 client ids; we do not).
         let (app, rest) = client_id.split_once(':').unwrap_or((client_id, ""));
         let ip = rest.rsplit_once(':').map_or(rest, |(ip, _)| ip);
-        let mut ranked: Vec<(u8, RpcHandle)> = holders
+        let live: Vec<Arc<Registered>> = holders
             .iter()
             .filter(|h| !h.conn.is_closed())
-            .map(|h| {
-                let rank = if h.client.client_id == client_id {
+            .cloned()
+            .collect();
+        drop(holders);
+        if let Some(own) = live.iter().find(|h| h.client.client_id == client_id) {
+            if branch_type == BranchType::Xa {
+                return vec![own.clone()];
+            }
+        }
+        let len = live.len().max(1);
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed) % len;
+        let mut ranked: Vec<(u8, usize, usize, Arc<Registered>)> = live
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let tier = if h.client.client_id == client_id {
                     0
                 } else if h.client.application_id == app && h.ip == ip {
                     1
@@ -192,11 +257,12 @@ impl Registry {
                 } else {
                     3
                 };
-                (rank, h.conn.clone())
+                let rotation = (i + len - turn) % len;
+                (tier, h.in_flight(), rotation, h)
             })
             .collect();
-        ranked.sort_by_key(|(rank, _)| *rank);
-        ranked.into_iter().map(|(_, c)| c).collect()
+        ranked.sort_by_key(|(tier, in_flight, rotation, _)| (*tier, *in_flight, *rotation));
+        ranked.into_iter().map(|(.., h)| h).collect()
     }
 
     async fn send_phase_two(
@@ -204,7 +270,7 @@ impl Registry {
         target: &BranchTarget,
         msg: Message,
     ) -> Result<Message, GatewayError> {
-        let candidates = self.candidates(&target.resource_id, &target.client_id);
+        let candidates = self.route(&target.resource_id, &target.client_id, target.branch_type);
         if candidates.is_empty() {
             return Err(GatewayError::NotConnected {
                 resource_id: target.resource_id.clone(),
@@ -212,7 +278,9 @@ impl Registry {
             });
         }
         let mut last = GatewayError::Closed;
-        for conn in candidates {
+        for holder in candidates {
+            let conn = holder.conn.clone();
+            let _counted = InFlight::new(holder);
             match conn.call_timeout(msg.clone(), self.rpc_timeout).await {
                 Ok(reply) => return Ok(reply),
                 // Never written: safe to try the next holder of the resource.

@@ -21,6 +21,7 @@ use crate::config::TcConfig;
 use crate::coordinator::Coordinator;
 use crate::dispatch::{self, Outcome};
 use crate::dtm::engine::DtmEngine;
+use crate::dtm::grpc::etcd;
 use crate::error::TcError;
 use crate::registry::Registry;
 use crate::store::SessionStore;
@@ -87,18 +88,27 @@ impl RequestHandler for ConnectionHandler {
     }
 }
 
-/// Starts the DTM engine, its jobs and the HTTP listener on `tracker`.
-fn start_http(
-    listener: TcpListener,
+/// The listeners of DTM's APIs; either may be off.
+#[derive(Debug, Default)]
+pub struct DtmListeners {
+    /// DTM's HTTP API (`http-listen`).
+    pub http: Option<TcpListener>,
+    /// DTM's gRPC API (`grpc-listen`).
+    pub grpc: Option<TcpListener>,
+}
+
+/// Starts the DTM engine, its jobs and the HTTP and gRPC listeners (both front-ends over the
+/// one engine) on `tracker`, and the etcd registration of the gRPC listener when configured.
+fn start_dtm(
+    listeners: DtmListeners,
     config: &TcConfig,
     store: Arc<dyn SessionStore>,
     tracker: &TaskTracker,
     token: &CancellationToken,
-    http_token: CancellationToken,
+    front_token: &CancellationToken,
 ) {
     let node = store.server_node().unwrap_or(config.server_node);
-    let mut parts = Vec::new();
-    match DtmEngine::new(
+    let engine = match DtmEngine::new(
         store,
         config.dtm.defaults(),
         node,
@@ -107,14 +117,49 @@ fn start_http(
     ) {
         Ok(engine) => {
             crate::jobs::spawn_dtm(engine.clone(), &config.dtm, tracker, token.child_token());
-            parts.push(crate::dtm::api::router(engine, config.dtm.max_body_bytes));
+            Some(engine)
         }
-        Err(e) => warn!(error = %e, "DTM API not served"),
+        Err(e) => {
+            warn!(error = %e, "DTM API not served");
+            None
+        }
+    };
+    if let Some(http) = listeners.http {
+        let parts = engine
+            .clone()
+            .map(|e| crate::dtm::api::router(e, config.dtm.max_body_bytes));
+        tracker.spawn(crate::http::serve(
+            http,
+            crate::http::router(parts),
+            front_token.child_token(),
+        ));
     }
-    tracker.spawn(crate::http::serve(
-        listener,
-        crate::http::router(parts),
-        http_token,
+    let (Some(grpc), Some(engine)) = (listeners.grpc, engine) else {
+        return;
+    };
+    if !config.etcd.is_empty() {
+        match grpc.local_addr() {
+            Ok(bound) => {
+                let publication = etcd::Publication {
+                    endpoints: config.etcd.clone(),
+                    key: config.etcd_key.clone(),
+                    value: SocketAddr::new(xid_ip(config, bound), bound.port()).to_string(),
+                };
+                // Its own token, cancelled with the listeners: the lease is revoked (and the
+                // key gone) as the TC stops accepting.
+                tracker.spawn(etcd::keep_registered(
+                    publication,
+                    front_token.child_token(),
+                ));
+            }
+            Err(e) => warn!(error = %e, "gRPC listener has no address; not registered in etcd"),
+        }
+    }
+    tracker.spawn(crate::dtm::grpc::serve(
+        grpc,
+        engine,
+        config.dtm.max_body_bytes,
+        front_token.child_token(),
     ));
 }
 
@@ -133,11 +178,11 @@ pub fn xid_ip(config: &TcConfig, bound: SocketAddr) -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
-/// Runs the TC on `listener` (Seata's protocol) and, when given, `http` (DTM's HTTP API)
-/// until `shutdown` completes.
+/// Runs the TC on `listener` (Seata's protocol) and, when given, `dtm`'s listeners (DTM's
+/// HTTP and gRPC APIs) until `shutdown` completes.
 pub async fn run(
     listener: TcpListener,
-    http: Option<TcpListener>,
+    dtm: DtmListeners,
     config: TcConfig,
     store: Arc<dyn SessionStore>,
     shutdown: impl Future<Output = ()>,
@@ -156,9 +201,9 @@ pub async fn run(
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     crate::jobs::spawn_all(coord.clone(), &config, &tracker, token.child_token());
-    let http_token = CancellationToken::new();
-    if let Some(http) = http {
-        start_http(http, &config, store, &tracker, &token, http_token.clone());
+    let front_token = CancellationToken::new();
+    if dtm.http.is_some() || dtm.grpc.is_some() {
+        start_dtm(dtm, &config, store, &tracker, &token, &front_token);
     }
 
     let rpc_config = RpcConfig {
@@ -218,7 +263,7 @@ pub async fn run(
 
     info!("shutting down: no new connections; finishing in-flight requests");
     drop(listener);
-    http_token.cancel();
+    front_token.cancel();
     conn_token.cancel();
     token.cancel();
     tracker.close();

@@ -1,27 +1,138 @@
-//! The edge that calls branch services over HTTP (spec §4): one pooled client for the
-//! process; the method rule, the four query parameters (and the legacy `branch_type`), the
-//! transaction's `branch_headers` and `request_timeout`; and the answer classified per §4.2.
+//! The edge that calls branch services (spec §4): [`BranchCaller`] reads a branch URL as a
+//! [`Target`] and makes the call over HTTP (this file) or gRPC (`grpc/branch.rs`), with the
+//! transaction's `request_timeout`, and classifies the answer into one [`Outcome`] (§4.2).
 //!
-//! On purpose unlike DTM: FAILURE/ONGOING in a body count only as the top-level JSON field
-//! `dtm_result` (what every SDK sends), never as a substring anywhere in the body, so a 200
-//! that merely mentions the word cannot roll a saga back.
+//! - `http://` / `https://` URLs: one pooled HTTP client for the process; the method rule,
+//!   the four query parameters (and the legacy `branch_type`), the transaction's
+//!   `branch_headers`.
+//! - `host:port/pkg.Service/Method` (no scheme, what DTM sends when `protocol` is `grpc`) and
+//!   `etcd://host:port/service/pkg.Service/Method` (go-zero style, the address looked up in
+//!   etcd): a unary gRPC call with the raw body, the four values as `dtm-*` metadata.
+//!
+//! On purpose unlike DTM: FAILURE/ONGOING in an HTTP body count only as the top-level JSON
+//! field `dtm_result` (what every SDK sends), never as a substring anywhere in the body, so a
+//! 200 that merely mentions the word cannot roll a saga back.
 
 use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::{Client, Method, StatusCode, Url};
 
+use super::grpc::branch::GrpcCaller;
 use super::machine::Outcome;
 use super::model::{Branch, Op, Trans, TransType};
 
 /// Most of an answer's body kept for the reason and logs.
 const MAX_ANSWER_TEXT: usize = 1024;
 
-/// Calls branches. Cheap to clone (the pool is shared).
+/// Calls branches over HTTP or gRPC, as each URL says. Cheap to clone (the pools are shared).
 #[derive(Debug, Clone)]
 pub struct BranchCaller {
-    client: Client,
+    http: Client,
+    grpc: GrpcCaller,
     default_timeout: Duration,
+}
+
+/// Where a branch URL points, and so which edge calls it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// `http://…` or `https://…`: an HTTP call (§4.1).
+    Http(Url),
+    /// `host:port/pkg.Service/Method`: a unary gRPC call to `authority`.
+    Grpc {
+        /// `host:port`.
+        authority: &'a str,
+        /// `/pkg.Service/Method`.
+        method: &'a str,
+    },
+    /// `etcd://host:port/service/pkg.Service/Method`: a unary gRPC call to an address that
+    /// the etcd at `etcd` lists under the prefix `service/` (go-zero's publisher layout).
+    Etcd {
+        /// `host:port` of the etcd server.
+        etcd: &'a str,
+        /// The key prefix the service registers under (without the trailing `/`).
+        service: &'a str,
+        /// `/pkg.Service/Method`.
+        method: &'a str,
+    },
+}
+
+impl<'a> Target<'a> {
+    /// Reads a branch URL; the error says what a callable URL looks like.
+    pub fn parse(url: &'a str) -> Result<Self, String> {
+        let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return match Url::parse(url) {
+                Ok(u) if u.host().is_some() => Ok(Target::Http(u)),
+                Ok(_) => Err(format!("url {url:?} has no host")),
+                Err(e) => Err(format!("url {url:?} is not a valid URL: {e}")),
+            };
+        }
+        let grpc_shape = "host:port/pkg.Service/Method";
+        if let Some(rest) = url.strip_prefix("etcd://") {
+            let shape = "etcd://host:port/service/pkg.Service/Method";
+            let (etcd, path) = split_authority(rest)
+                .ok_or_else(|| format!("url {url:?} is not of the form {shape}"))?;
+            // The last two segments are the gRPC method; what is before them is the service key.
+            let method_at = path
+                .match_indices('/')
+                .map(|(i, _)| i)
+                .rev()
+                .nth(1)
+                .filter(|&i| i > 0)
+                .ok_or_else(|| format!("url {url:?} is not of the form {shape}"))?;
+            let service = path.get(1..method_at).unwrap_or_default();
+            let method = path.get(method_at..).unwrap_or_default();
+            if service.is_empty() || !is_method(method) {
+                return Err(format!("url {url:?} is not of the form {shape}"));
+            }
+            return Ok(Target::Etcd {
+                etcd,
+                service,
+                method,
+            });
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(format!(
+                "url {url:?} has scheme {scheme:?}; branch URLs are http(s)://…, {grpc_shape} \
+                 (gRPC) or etcd://host:port/service/pkg.Service/Method"
+            ));
+        }
+        match split_authority(url) {
+            Some((authority, method)) if is_method(method) => {
+                Ok(Target::Grpc { authority, method })
+            }
+            _ => Err(format!(
+                "url {url:?} is neither http(s)://… nor a gRPC method {grpc_shape}"
+            )),
+        }
+    }
+}
+
+/// `host:port` and the rest (starting with `/`) of `host:port/…`; `None` without a port.
+fn split_authority(s: &str) -> Option<(&str, &str)> {
+    let slash = s.find('/')?;
+    let (authority, path) = s.split_at(slash);
+    let (host, port) = authority.rsplit_once(':')?;
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._[]:".contains(c));
+    (host_ok && port.parse::<u16>().is_ok()).then_some((authority, path))
+}
+
+/// `/pkg.Service/Method`: two non-empty segments of URL-safe characters.
+fn is_method(path: &str) -> bool {
+    let ok = |seg: &str| {
+        !seg.is_empty()
+            && seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
+    match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
+        Some((service, method)) => ok(service) && ok(method),
+        None => false,
+    }
 }
 
 /// One call to make.
@@ -72,30 +183,23 @@ impl<'a> Call<'a> {
     }
 }
 
-/// Whether `url` is a URL the server can call: absolute http(s) with a host.
+/// Whether `url` is a URL the server can call (a [`Target`]).
 pub fn check_url(url: &str) -> Result<(), String> {
-    match Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        Ok(u) => Err(format!(
-            "url {url:?} has scheme {:?}; branch URLs must be http:// or https:// (gRPC \
-             branches are not served yet)",
-            u.scheme()
-        )),
-        Err(e) => Err(format!("url {url:?} is not a valid URL: {e}")),
-    }
+    Target::parse(url).map(|_| ())
 }
 
 impl BranchCaller {
     /// A caller whose calls time out after `default_timeout` unless the transaction says
     /// otherwise.
     pub fn new(default_timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = Client::builder()
+        let http = Client::builder()
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()?;
         Ok(BranchCaller {
-            client,
+            http,
+            grpc: GrpcCaller::default(),
             default_timeout,
         })
     }
@@ -106,10 +210,30 @@ impl BranchCaller {
         if call.url.is_empty() {
             return Outcome::Success;
         }
-        let mut url = match Url::parse(call.url) {
-            Ok(u) => u,
-            Err(e) => return Outcome::Error(format!("url {:?} is not valid: {e}", call.url)),
+        let timeout = match call.trans.options.request_timeout {
+            s if s > 0 => Duration::from_secs(s.unsigned_abs()),
+            _ => self.default_timeout,
         };
+        match Target::parse(call.url) {
+            Err(e) => Outcome::Error(e),
+            Ok(Target::Http(url)) => self.call_http(call, url, timeout).await,
+            Ok(Target::Grpc { authority, method }) => {
+                self.grpc.call(call, authority, method, timeout).await
+            }
+            Ok(Target::Etcd {
+                etcd,
+                service,
+                method,
+            }) => {
+                self.grpc
+                    .call_via_etcd(call, etcd, service, method, timeout)
+                    .await
+            }
+        }
+    }
+
+    /// The HTTP edge (§4.1).
+    async fn call_http(&self, call: Call<'_>, mut url: Url, timeout: Duration) -> Outcome {
         let trans = call.trans;
         url.query_pairs_mut()
             .append_pair("gid", &trans.gid)
@@ -118,12 +242,8 @@ impl BranchCaller {
             .append_pair("op", call.op.as_str())
             // DTM before v1.5 named `op` `branch_type`; old samples still read it.
             .append_pair("branch_type", call.op.as_str());
-        let timeout = match trans.options.request_timeout {
-            s if s > 0 => Duration::from_secs(s.unsigned_abs()),
-            _ => self.default_timeout,
-        };
         let mut req = self
-            .client
+            .http
             .request(call.method(), url)
             .timeout(timeout)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -230,11 +350,30 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls_with_a_host_are_callable() {
+    fn http_grpc_and_etcd_urls_are_callable() {
         assert!(check_url("http://127.0.0.1:8080/api/a").is_ok());
         assert!(check_url("https://svc/a").is_ok());
-        assert!(check_url("localhost:8080/pkg.Svc/Method").is_err());
+        assert_eq!(
+            Target::parse("localhost:8080/pkg.Svc/Method"),
+            Ok(Target::Grpc {
+                authority: "localhost:8080",
+                method: "/pkg.Svc/Method"
+            })
+        );
+        assert_eq!(
+            Target::parse("etcd://127.0.0.1:2379/trans.rpc/busi.Busi/TransOut"),
+            Ok(Target::Etcd {
+                etcd: "127.0.0.1:2379",
+                service: "trans.rpc",
+                method: "/busi.Busi/TransOut"
+            })
+        );
+        assert!(check_url("etcd://127.0.0.1:2379/busi.Busi/TransOut").is_err());
+        assert!(check_url("localhost/pkg.Svc/Method").is_err(), "no port");
+        assert!(check_url("localhost:8080/pkg.Svc").is_err(), "no method");
+        assert!(check_url("localhost:8080/pkg.Svc/Method/x").is_err());
         assert!(check_url("ftp://x/y").is_err());
         assert!(check_url("not a url").is_err());
+        assert!(check_url("http://").is_err());
     }
 }

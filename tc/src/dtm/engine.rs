@@ -37,8 +37,9 @@ const MAX_CONCURRENT_ROUNDS: usize = 256;
 pub struct Registration {
     /// `branch_id`.
     pub branch_id: String,
-    /// `data`: body of the confirm/cancel (tcc) or commit/rollback (xa) calls.
-    pub data: String,
+    /// `data`: body of the confirm/cancel (tcc) or commit/rollback (xa) calls (gRPC clients
+    /// send binary protobuf here, so bytes rather than text).
+    pub data: Vec<u8>,
     /// tcc: `confirm` URL.
     pub confirm: String,
     /// tcc: `cancel` URL.
@@ -262,7 +263,7 @@ impl DtmEngine {
             )));
         }
         let now = now_ms();
-        let data = reg.data.as_bytes().to_vec();
+        let data = reg.data.clone();
         let op = |op: Op, url: &str| {
             Branch::new(reg.branch_id.clone(), op, url.to_owned(), data.clone(), now)
         };

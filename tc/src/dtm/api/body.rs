@@ -1,7 +1,11 @@
-//! Request bodies (spec §2.3, §3.5) parsed and checked into the engine's types. Lenient where
-//! DTM clients differ (unknown fields ignored, `null` for a string is `""`, the Python
-//! client's `passthrough_headers` accepted and ignored), strict where a bad value would be
-//! stored and fail later (every URL callable, gids and branch ids within limits, saga
+//! Requests of prepare/submit/abort (spec §2.3) and registerBranch (§3.5), checked into the
+//! engine's types. Both front-ends use it: the HTTP API parses its JSON bodies here
+//! ([`TransBody`], [`registration`]), the gRPC service fills the plain [`TransRequest`] and
+//! [`RegisterRequest`] from prost messages; the checks are the same.
+//!
+//! Lenient where DTM clients differ (unknown fields ignored, `null` for a string is `""`, the
+//! Python client's `passthrough_headers` accepted and ignored), strict where a bad value would
+//! be stored and fail later (every URL callable, gids and branch ids within limits, saga
 //! `custom_data` parseable): those are refused now with a message that names the field.
 
 use std::collections::BTreeMap;
@@ -9,15 +13,69 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::ApiError;
 use crate::dtm::caller::check_url;
 use crate::dtm::engine::Registration;
+use crate::dtm::error::DtmError;
 use crate::dtm::model::{
     Branch, Op, Trans, TransOptions, TransRecord, TransStatus, TransType, MAX_BRANCH_ID_LEN,
     MAX_GID_LEN,
 };
 
-/// The transaction body of prepare/submit/abort.
+/// A prepare/submit/abort request, whichever front-end it came from. Absent = empty/0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransRequest {
+    /// `gid`.
+    pub gid: String,
+    /// `trans_type`, as given.
+    pub trans_type: String,
+    /// saga/msg steps: `action`, `compensate` URLs (legacy: the body in `data`).
+    pub steps: Vec<BTreeMap<String, String>>,
+    /// Body of step *i*, byte for byte (HTTP: a JSON text per step; gRPC: raw bytes).
+    pub payloads: Vec<Vec<u8>>,
+    /// msg: the queryPrepared URL.
+    pub query_prepared: String,
+    /// `custom_data`, a JSON text.
+    pub custom_data: String,
+    /// `""`/`http` or `grpc` (only what the transaction shows: each URL says how it is called).
+    pub protocol: String,
+    /// abort: the reason kept.
+    pub rollback_reason: String,
+    /// `wait_result`.
+    pub wait_result: bool,
+    /// `timeout_to_fail`, s.
+    pub timeout_to_fail: i64,
+    /// `request_timeout`, s.
+    pub request_timeout: i64,
+    /// `retry_interval`, s.
+    pub retry_interval: i64,
+    /// `retry_limit`.
+    pub retry_limit: i64,
+    /// `branch_headers`.
+    pub branch_headers: BTreeMap<String, String>,
+    /// `concurrent` (msg).
+    pub concurrent: bool,
+}
+
+/// A registerBranch request, whichever front-end it came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegisterRequest {
+    /// `gid`.
+    pub gid: String,
+    /// `trans_type` as given (may be empty).
+    pub trans_type: String,
+    /// `branch_id`.
+    pub branch_id: String,
+    /// Body of the second-phase calls (HTTP `data`, gRPC `BusiPayload`).
+    pub data: Vec<u8>,
+    /// tcc `confirm` URL.
+    pub confirm: String,
+    /// tcc `cancel` URL.
+    pub cancel: String,
+    /// xa `url`.
+    pub url: String,
+}
+
+/// The JSON transaction body of prepare/submit/abort over HTTP.
 #[derive(Debug, Default, Deserialize)]
 pub struct TransBody {
     gid: Option<String>,
@@ -43,33 +101,34 @@ pub struct GidBody {
     gid: Option<String>,
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::invalid(format!("request body is not the expected JSON object: {e}"))
-    })
+fn invalid(message: impl Into<String>) -> DtmError {
+    DtmError::Invalid(message.into())
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, DtmError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| invalid(format!("request body is not the expected JSON object: {e}")))
 }
 
 /// Checks a gid: 1 to 128 characters, none of whitespace, control characters, quotes,
 /// backslash or `;` (DTM strips some of these silently; we refuse them, since a gid also
 /// ends up in XA ids and URLs).
-pub fn check_gid(gid: &str) -> Result<(), ApiError> {
+pub fn check_gid(gid: &str) -> Result<(), DtmError> {
     check_id("gid", gid, MAX_GID_LEN)
 }
 
-fn check_id(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+fn check_id(field: &str, v: &str, max: usize) -> Result<(), DtmError> {
     if v.is_empty() {
-        return Err(ApiError::invalid(format!("{field} is required")));
+        return Err(invalid(format!("{field} is required")));
     }
     if v.chars().count() > max {
-        return Err(ApiError::invalid(format!(
-            "{field} is longer than {max} characters"
-        )));
+        return Err(invalid(format!("{field} is longer than {max} characters")));
     }
     if let Some(c) = v
         .chars()
         .find(|c| c.is_whitespace() || c.is_control() || "'\"`\\;".contains(*c))
     {
-        return Err(ApiError::invalid(format!(
+        return Err(invalid(format!(
             "{field} {v:?} contains {c:?}; use letters, digits and -_.:@ (no spaces, quotes, \
              backslash or ;)"
         )));
@@ -77,13 +136,13 @@ fn check_id(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn url(field: &str, v: &str) -> Result<(), ApiError> {
-    check_url(v).map_err(|e| ApiError::invalid(format!("{field}: {e}")))
+fn url(field: &str, v: &str) -> Result<(), DtmError> {
+    check_url(v).map_err(|e| invalid(format!("{field}: {e}")))
 }
 
 impl GidBody {
     /// Parses and returns the checked gid.
-    pub fn gid(bytes: &[u8]) -> Result<String, ApiError> {
+    pub fn gid(bytes: &[u8]) -> Result<String, DtmError> {
         let b: GidBody = parse(bytes)?;
         let gid = b.gid.unwrap_or_default();
         check_gid(&gid)?;
@@ -93,12 +152,12 @@ impl GidBody {
 
 impl TransBody {
     /// Parses a body.
-    pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, DtmError> {
         parse(bytes)
     }
 
     /// The checked gid.
-    pub fn gid(&self) -> Result<String, ApiError> {
+    pub fn gid(&self) -> Result<String, DtmError> {
         let gid = self.gid.clone().unwrap_or_default();
         check_gid(&gid)?;
         Ok(gid)
@@ -114,29 +173,77 @@ impl TransBody {
         self.rollback_reason.as_deref().unwrap_or("")
     }
 
+    /// The front-end-neutral request (JSON `null`s read as empty).
+    pub fn into_request(self) -> TransRequest {
+        TransRequest {
+            gid: self.gid.unwrap_or_default(),
+            trans_type: self.trans_type.unwrap_or_default(),
+            steps: self
+                .steps
+                .unwrap_or_default()
+                .into_iter()
+                .map(|step| {
+                    step.into_iter()
+                        .map(|(k, v)| (k, v.unwrap_or_default()))
+                        .collect()
+                })
+                .collect(),
+            payloads: self
+                .payloads
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.unwrap_or_default().into_bytes())
+                .collect(),
+            query_prepared: self.query_prepared.unwrap_or_default(),
+            custom_data: self.custom_data.unwrap_or_default(),
+            protocol: self.protocol.unwrap_or_default(),
+            rollback_reason: self.rollback_reason.unwrap_or_default(),
+            wait_result: self.wait_result.unwrap_or(false),
+            timeout_to_fail: self.timeout_to_fail.unwrap_or(0),
+            request_timeout: self.request_timeout.unwrap_or(0),
+            retry_interval: self.retry_interval.unwrap_or(0),
+            retry_limit: self.retry_limit.unwrap_or(0),
+            branch_headers: self.branch_headers.unwrap_or_default(),
+            concurrent: self.concurrent.unwrap_or(false),
+        }
+    }
+
+    /// The transaction to create from this body (`prepare`: `preparing` is true), checked.
+    pub fn into_record(self, preparing: bool) -> Result<TransRecord, DtmError> {
+        self.into_request().into_record(preparing)
+    }
+}
+
+impl TransRequest {
+    /// The checked gid.
+    pub fn checked_gid(&self) -> Result<&str, DtmError> {
+        check_gid(&self.gid)?;
+        Ok(&self.gid)
+    }
+
     /// The checked `trans_type`, refusing types not served.
-    pub fn trans_type(&self) -> Result<TransType, ApiError> {
-        let word = self.trans_type.as_deref().unwrap_or("");
+    pub fn checked_trans_type(&self) -> Result<TransType, DtmError> {
+        let word = self.trans_type.as_str();
         match word.parse::<TransType>() {
-            Ok(TransType::Workflow) => Err(ApiError::invalid(
+            Ok(TransType::Workflow) => Err(invalid(
                 "trans_type workflow is not served yet; use saga, msg, tcc or xa",
             )),
             Ok(t) => Ok(t),
-            Err(_) => Err(ApiError::invalid(format!(
+            Err(_) => Err(invalid(format!(
                 "unknown trans_type {word:?}; expected saga, msg, tcc or xa"
             ))),
         }
     }
 
-    /// The transaction to create from this body (`prepare`: `preparing` is true), checked.
-    /// Status and times are the engine's to set.
-    pub fn into_record(self, preparing: bool) -> Result<TransRecord, ApiError> {
-        let gid = self.gid()?;
-        let trans_type = self.trans_type()?;
-        let protocol = self.protocol.clone().unwrap_or_default();
-        if !matches!(protocol.as_str(), "" | "http") {
-            return Err(ApiError::invalid(format!(
-                "protocol {protocol:?} is not served yet; this server calls branches over http"
+    /// The transaction to create (`prepare`: `preparing` is true), checked. Status and times
+    /// are the engine's to set.
+    pub fn into_record(self, preparing: bool) -> Result<TransRecord, DtmError> {
+        let gid = self.checked_gid()?.to_owned();
+        let trans_type = self.checked_trans_type()?;
+        if !matches!(self.protocol.as_str(), "" | "http" | "grpc") {
+            return Err(invalid(format!(
+                "protocol {:?} is not served yet; this server calls branches over http or grpc",
+                self.protocol
             )));
         }
         for (field, v) in [
@@ -145,47 +252,45 @@ impl TransBody {
             ("retry_interval", self.retry_interval),
             ("retry_limit", self.retry_limit),
         ] {
-            if v.is_some_and(|v| v < 0) {
-                return Err(ApiError::invalid(format!("{field} must not be negative")));
+            if v < 0 {
+                return Err(invalid(format!("{field} must not be negative")));
             }
         }
-        let branch_headers = self.branch_headers.clone().unwrap_or_default();
-        for (k, v) in &branch_headers {
+        for (k, v) in &self.branch_headers {
             if axum::http::HeaderName::from_bytes(k.as_bytes()).is_err()
                 || axum::http::HeaderValue::from_str(v).is_err()
             {
-                return Err(ApiError::invalid(format!(
+                return Err(invalid(format!(
                     "branch_headers: {k:?}: {v:?} is not a valid HTTP header"
                 )));
             }
         }
-        let custom_data = self.custom_data.clone().unwrap_or_default();
-        if !custom_data.is_empty() && serde_json::from_str::<Value>(&custom_data).is_err() {
-            return Err(ApiError::invalid(
+        if !self.custom_data.is_empty() && serde_json::from_str::<Value>(&self.custom_data).is_err()
+        {
+            return Err(invalid(
                 "custom_data must be a JSON text (e.g. {\"concurrent\":true,\"orders\":{}})",
             ));
         }
-        let query_prepared = self.query_prepared.clone().unwrap_or_default();
-        if !query_prepared.is_empty() {
-            url("query_prepared", &query_prepared)?;
+        if !self.query_prepared.is_empty() {
+            url("query_prepared", &self.query_prepared)?;
         } else if trans_type == TransType::Msg && preparing {
-            return Err(ApiError::invalid(
+            return Err(invalid(
                 "a prepared msg needs query_prepared: the URL asked whether its local \
                  transaction committed",
             ));
         }
         let branches = match trans_type {
-            TransType::Saga | TransType::Msg => self.steps(trans_type)?,
+            TransType::Saga | TransType::Msg => self.branches(trans_type)?,
             _ => Vec::new(),
         };
         let options = TransOptions {
-            wait_result: self.wait_result.unwrap_or(false),
-            timeout_to_fail: self.timeout_to_fail.unwrap_or(0),
-            request_timeout: self.request_timeout.unwrap_or(0),
-            retry_interval: self.retry_interval.unwrap_or(0),
-            retry_limit: self.retry_limit.unwrap_or(0),
-            branch_headers,
-            concurrent: self.concurrent.unwrap_or(false),
+            wait_result: self.wait_result,
+            timeout_to_fail: self.timeout_to_fail,
+            request_timeout: self.request_timeout,
+            retry_interval: self.retry_interval,
+            retry_limit: self.retry_limit,
+            branch_headers: self.branch_headers,
+            concurrent: self.concurrent,
         };
         Ok(TransRecord {
             trans: Trans {
@@ -193,9 +298,9 @@ impl TransBody {
                 gid,
                 trans_type,
                 status: TransStatus::Prepared,
-                protocol,
-                query_prepared,
-                custom_data,
+                protocol: self.protocol,
+                query_prepared: self.query_prepared,
+                custom_data: self.custom_data,
                 options,
                 rollback_reason: String::new(),
                 result: String::new(),
@@ -214,32 +319,29 @@ impl TransBody {
     }
 
     /// Branch ops of a saga (compensate, action per step) or msg (action per step).
-    fn steps(&self, trans_type: TransType) -> Result<Vec<Branch>, ApiError> {
-        let steps = self.steps.as_deref().unwrap_or_default();
-        let payloads = self.payloads.as_deref().unwrap_or_default();
+    fn branches(&self, trans_type: TransType) -> Result<Vec<Branch>, DtmError> {
+        let (steps, payloads) = (&self.steps, &self.payloads);
         if !payloads.is_empty() && payloads.len() != steps.len() {
-            return Err(ApiError::invalid(format!(
+            return Err(invalid(format!(
                 "{} steps but {} payloads; give one payload per step",
                 steps.len(),
                 payloads.len()
             )));
         }
-        let get = |step: &BTreeMap<String, Option<String>>, k: &str| {
-            step.get(k).cloned().flatten().unwrap_or_default()
-        };
+        let get =
+            |step: &BTreeMap<String, String>, k: &str| step.get(k).cloned().unwrap_or_default();
         let mut out = Vec::with_capacity(steps.len() * 2);
         for (i, step) in steps.iter().enumerate() {
             let n = i + 1;
             let branch_id = format!("{n:02}");
             // Legacy clients put the step's body in the step itself.
             let body = match payloads.get(i) {
-                Some(p) => p.clone().unwrap_or_default(),
-                None => get(step, "data"),
-            }
-            .into_bytes();
+                Some(p) => p.clone(),
+                None => get(step, "data").into_bytes(),
+            };
             let action = get(step, "action");
             if action.starts_with("topic://") {
-                return Err(ApiError::invalid(format!(
+                return Err(invalid(format!(
                     "steps[{i}].action {action:?}: msg topics are not served yet"
                 )));
             }
@@ -263,8 +365,34 @@ impl TransBody {
     }
 }
 
+impl RegisterRequest {
+    /// The checked gid and registration.
+    pub fn into_registration(self) -> Result<(String, Registration), DtmError> {
+        check_gid(&self.gid)?;
+        check_id("branch_id", &self.branch_id, MAX_BRANCH_ID_LEN)?;
+        for (field, v) in [
+            ("confirm", &self.confirm),
+            ("cancel", &self.cancel),
+            ("url", &self.url),
+        ] {
+            if !v.is_empty() {
+                url(field, v)?;
+            }
+        }
+        let reg = Registration {
+            branch_id: self.branch_id,
+            data: self.data,
+            confirm: self.confirm,
+            cancel: self.cancel,
+            url: self.url,
+            trans_type: self.trans_type,
+        };
+        Ok((self.gid, reg))
+    }
+}
+
 /// The `registerBranch` body: a flat object whose values are all strings.
-pub fn registration(bytes: &[u8]) -> Result<(String, Registration), ApiError> {
+pub fn registration(bytes: &[u8]) -> Result<(String, Registration), DtmError> {
     let map: serde_json::Map<String, Value> = parse(bytes)?;
     let mut fields = BTreeMap::new();
     for (k, v) in map {
@@ -274,41 +402,30 @@ pub fn registration(bytes: &[u8]) -> Result<(String, Registration), ApiError> {
             }
             Value::Null => {}
             other => {
-                return Err(ApiError::invalid(format!(
+                return Err(invalid(format!(
                     "registerBranch field {k:?} is {other}; every value must be a string"
                 )))
             }
         }
     }
     let mut take = |k: &str| fields.remove(k).unwrap_or_default();
-    let gid = take("gid");
-    check_gid(&gid)?;
-    let reg = Registration {
+    RegisterRequest {
+        gid: take("gid"),
+        trans_type: take("trans_type"),
         branch_id: take("branch_id"),
-        data: take("data"),
+        data: take("data").into_bytes(),
         confirm: take("confirm"),
         cancel: take("cancel"),
         url: take("url"),
-        trans_type: take("trans_type"),
-    };
-    check_id("branch_id", &reg.branch_id, MAX_BRANCH_ID_LEN)?;
-    for (field, v) in [
-        ("confirm", &reg.confirm),
-        ("cancel", &reg.cancel),
-        ("url", &reg.url),
-    ] {
-        if !v.is_empty() {
-            url(field, v)?;
-        }
     }
-    Ok((gid, reg))
+    .into_registration()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn message(e: ApiError) -> String {
+    fn message(e: DtmError) -> String {
         format!("{e:?}")
     }
 
@@ -347,9 +464,11 @@ mod tests {
             .contains("gid"));
         let long = "x".repeat(129);
         assert!(bad(&format!(r#"{{"gid":"{long}","trans_type":"saga"}}"#)).is_err());
-        assert!(bad(r#"{"gid":"g","trans_type":"saga","steps":[{"action":"grpc-host:1/a.B/C"}],"payloads":["{}"]}"#)
+        assert!(bad(r#"{"gid":"g","trans_type":"saga","steps":[{"action":"grpc-host/a.B/C"}],"payloads":["{}"]}"#)
             .unwrap_err()
             .contains("steps[0].action"));
+        assert!(bad(r#"{"gid":"g","trans_type":"saga","steps":[{"action":"grpc-host:1/a.B/C"}],"payloads":["{}"]}"#)
+            .is_ok(), "a gRPC method URL");
         assert!(bad(
             r#"{"gid":"g","trans_type":"saga","steps":[{"action":"http://x/a"}],"payloads":[]}"#
         )
@@ -359,7 +478,8 @@ mod tests {
             .unwrap_err()
             .contains("query_prepared"));
         assert!(bad(r#"{"gid":"g","trans_type":"saga","custom_data":"{nope"}"#).is_err());
-        assert!(bad(r#"{"gid":"g","trans_type":"saga","protocol":"grpc"}"#).is_err());
+        assert!(bad(r#"{"gid":"g","trans_type":"saga","protocol":"grpc"}"#).is_ok());
+        assert!(bad(r#"{"gid":"g","trans_type":"saga","protocol":"json-rpc"}"#).is_err());
         assert!(bad(r#"{"gid":"g","trans_type":"saga","retry_interval":-1}"#).is_err());
     }
 

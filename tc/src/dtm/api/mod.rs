@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::dtm::engine::DtmEngine;
 use crate::store::dtm::ListQuery;
 
-mod body;
+pub(crate) mod body;
 mod error;
 mod view;
 
