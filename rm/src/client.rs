@@ -1,12 +1,14 @@
 //! [`RmClient`]: the RM's connections to the TC. It registers as RM with its resource ids (and
-//! again whenever a data source is added), carries AT mode's branch register / report / global
-//! lock query ([`TcLink`]), and answers what the TC pushes: phase-two commit and rollback,
-//! dispatched by branch type, and undo-log deletion. Each pushed request runs in its own task,
+//! again whenever a data source or TCC action is added), carries the branch register / report /
+//! global lock query of every mode ([`TcLink`] for AT), and answers what the TC pushes:
+//! phase-two commit and rollback, dispatched by branch type (AT, TCC by action name, XA by
+//! data source), and undo-log deletion. Each pushed request runs in its own task,
 //! so phase two of many branches proceeds concurrently without blocking the connection.
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use futures::future::BoxFuture;
 use seata_protocol::rpc::{
     Registration, RequestHandler, RpcConfig, RpcHandle, TcClient, TcClientConfig,
@@ -14,12 +16,15 @@ use seata_protocol::rpc::{
 use seata_protocol::{
     BranchCommitResponse, BranchRegisterRequest, BranchRegisterResponse, BranchReportRequest,
     BranchReportResponse, BranchRollbackResponse, BranchStatus, BranchType, GlobalLockQueryRequest,
-    GlobalLockQueryResponse, Message, TransactionExceptionCode, TxResult,
+    GlobalLockQueryResponse, GlobalStatus, GlobalStatusRequest, GlobalStatusResponse, Message,
+    TransactionExceptionCode, TxResult,
 };
 use tracing::{info_span, warn, Instrument};
 
 use crate::at::{AtConfig, AtResourceManager, DataSourceProxy, TcLink};
 use crate::error::RmError;
+use crate::tcc::{self, TccAction, TccActionRef, TccFence, TccResource};
+use crate::xa::{XaDataSource, XaInner};
 
 /// Settings of an [`RmClient`].
 #[derive(Debug, Clone)]
@@ -53,6 +58,10 @@ impl RmClientConfig {
 #[derive(Debug, Default)]
 struct Dispatcher {
     at: OnceLock<Weak<AtResourceManager>>,
+    /// TCC actions by name (resource id).
+    tcc: DashMap<String, Arc<TccResource>>,
+    /// XA data sources by resource id, held weakly like AT's manager.
+    xa: DashMap<String, Weak<XaInner>>,
 }
 
 /// The RM side of a service.
@@ -107,6 +116,160 @@ impl RmClient {
         Ok(ds)
     }
 
+    /// Registers a TCC action under `name` (its resource id, unique in the application) and
+    /// announces it to the TC. Without a fence, its phases must be idempotent and cope with a
+    /// rollback whose prepare never ran (see [`crate::tcc`]). A second action under the same
+    /// name replaces the first.
+    pub async fn tcc<A: TccAction>(
+        self: &Arc<Self>,
+        name: &str,
+        action: A,
+    ) -> Result<TccActionRef, RmError> {
+        self.add_tcc(TccResource::new(name, action, None), name)
+            .await
+    }
+
+    /// [`tcc`](Self::tcc) with Seata 1.5's fence: each phase runs in a local transaction on a
+    /// connection of `fence`'s pool, together with the `tcc_fence_log` row that makes phase two
+    /// idempotent, turns a rollback without prepare into a no-op and refuses a prepare after
+    /// its rollback. The table must exist ([`TccFence::create_table`] or
+    /// [`tcc::TCC_FENCE_LOG_DDL`]).
+    pub async fn tcc_fenced<A: TccAction>(
+        self: &Arc<Self>,
+        name: &str,
+        action: A,
+        fence: TccFence,
+    ) -> Result<TccActionRef, RmError> {
+        self.add_tcc(TccResource::new(name, action, Some(fence)), name)
+            .await
+    }
+
+    async fn add_tcc(
+        self: &Arc<Self>,
+        resource: TccResource,
+        name: &str,
+    ) -> Result<TccActionRef, RmError> {
+        let resource = Arc::new(resource);
+        self.dispatcher
+            .tcc
+            .insert(name.to_string(), resource.clone());
+        self.register_resource(name).await?;
+        Ok(TccActionRef::new(self.clone(), resource))
+    }
+
+    /// Adds a MySQL database as an XA resource, announces it to the TC, and runs
+    /// [`XaDataSource::recover`] once (failures there are logged: the TC's phase two still
+    /// finishes what it knows). Keep the returned data source: the client holds it weakly.
+    pub async fn xa_data_source(
+        self: &Arc<Self>,
+        opts: impl Into<mysql_async::Opts>,
+    ) -> Result<XaDataSource, RmError> {
+        let ds = XaDataSource::new(self.clone(), opts.into());
+        self.dispatcher
+            .xa
+            .insert(ds.resource_id().to_string(), Arc::downgrade(&ds.inner));
+        self.register_resource(ds.resource_id()).await?;
+        match ds.recover().await {
+            Ok(r) if r == crate::xa::XaRecovery::default() => {}
+            Ok(r) => tracing::info!(resource = ds.resource_id(), ?r, "XA recovery"),
+            Err(e) => warn!(resource = ds.resource_id(), error = %e, "XA recovery failed"),
+        }
+        Ok(ds)
+    }
+
+    /// Registers a branch of any type; the branch id.
+    pub(crate) async fn register_branch(
+        &self,
+        branch_type: BranchType,
+        xid: &str,
+        resource_id: &str,
+        lock_keys: &str,
+        application_data: Option<&str>,
+    ) -> Result<i64, RmError> {
+        let r: BranchRegisterResponse = self
+            .tc
+            .request(BranchRegisterRequest {
+                xid: xid.into(),
+                branch_type,
+                resource_id: resource_id.into(),
+                lock_key: lock_keys.into(),
+                application_data: application_data.unwrap_or_default().into(),
+            })
+            .await?;
+        if r.result.is_success() {
+            return Ok(r.branch_id);
+        }
+        if r.result.transaction_exception_code == TransactionExceptionCode::LockKeyConflict {
+            return Err(RmError::LockConflict {
+                xid: xid.into(),
+                lock_keys: lock_keys.into(),
+                message: r.result.msg,
+            });
+        }
+        Err(rejected("branch register", r.result))
+    }
+
+    /// Reports a branch's phase-one outcome.
+    pub(crate) async fn report_branch(
+        &self,
+        branch_type: BranchType,
+        xid: &str,
+        branch_id: i64,
+        resource_id: &str,
+        status: BranchStatus,
+    ) -> Result<(), RmError> {
+        let r: BranchReportResponse = self
+            .tc
+            .request(BranchReportRequest {
+                xid: xid.into(),
+                branch_id,
+                status,
+                resource_id: resource_id.into(),
+                application_data: String::new(),
+                branch_type,
+            })
+            .await?;
+        if r.result.is_success() {
+            Ok(())
+        } else {
+            Err(rejected("branch report", r.result))
+        }
+    }
+
+    /// The TC's status of a global transaction (`Finished` when it does not know it).
+    pub async fn global_status(&self, xid: &str) -> Result<GlobalStatus, RmError> {
+        let r: GlobalStatusResponse = self
+            .tc
+            .request(GlobalStatusRequest {
+                xid: xid.into(),
+                extra_data: String::new(),
+            })
+            .await?;
+        if r.result.is_success() {
+            Ok(r.global_status)
+        } else {
+            Err(rejected("global status", r.result))
+        }
+    }
+
+    /// `ip:port` of each connected TC, as XIDs begun there start.
+    pub(crate) fn tc_addresses(&self) -> Vec<String> {
+        self.tc
+            .connections()
+            .iter()
+            .map(|c| c.peer_addr().to_string())
+            .collect()
+    }
+
+    /// This host's address as the TC sees it (Java's `host-name` in a TCC action context).
+    pub(crate) fn local_ip(&self) -> String {
+        self.tc
+            .connections()
+            .first()
+            .map(|c| c.local_addr().ip().to_string())
+            .unwrap_or_else(|| "127.0.0.1".into())
+    }
+
     /// Announces a resource id to every TC connection (and to future ones).
     pub async fn register_resource(&self, resource_id: &str) -> Result<(), RmError> {
         self.tc.register_resource(resource_id).await?;
@@ -140,29 +303,13 @@ impl TcLink for RmClient {
         lock_keys: &'a str,
         application_data: Option<&'a str>,
     ) -> BoxFuture<'a, Result<i64, RmError>> {
-        Box::pin(async move {
-            let r: BranchRegisterResponse = self
-                .tc
-                .request(BranchRegisterRequest {
-                    xid: xid.into(),
-                    branch_type: BranchType::At,
-                    resource_id: resource_id.into(),
-                    lock_key: lock_keys.into(),
-                    application_data: application_data.unwrap_or_default().into(),
-                })
-                .await?;
-            if r.result.is_success() {
-                return Ok(r.branch_id);
-            }
-            if r.result.transaction_exception_code == TransactionExceptionCode::LockKeyConflict {
-                return Err(RmError::LockConflict {
-                    xid: xid.into(),
-                    lock_keys: lock_keys.into(),
-                    message: r.result.msg,
-                });
-            }
-            Err(rejected("branch register", r.result))
-        })
+        Box::pin(self.register_branch(
+            BranchType::At,
+            xid,
+            resource_id,
+            lock_keys,
+            application_data,
+        ))
     }
 
     fn branch_report<'a>(
@@ -222,6 +369,14 @@ impl Dispatcher {
     fn at(&self) -> Option<Arc<AtResourceManager>> {
         self.at.get().and_then(Weak::upgrade)
     }
+
+    fn tcc(&self, resource_id: &str) -> Option<Arc<TccResource>> {
+        self.tcc.get(resource_id).map(|e| e.value().clone())
+    }
+
+    fn xa(&self, resource_id: &str) -> Option<Arc<XaInner>> {
+        self.xa.get(resource_id).and_then(|e| e.value().upgrade())
+    }
 }
 
 impl Dispatcher {
@@ -235,7 +390,23 @@ impl Dispatcher {
         branch_id: i64,
         branch_type: BranchType,
         resource_id: &str,
+        application_data: &str,
     ) -> (TxResult, BranchStatus) {
+        if branch_type == BranchType::Tcc {
+            if let Some(action) = self.tcc(resource_id) {
+                let status =
+                    tcc::branch_phase_two(&action, commit, xid, branch_id, application_data).await;
+                return (TxResult::success(), status);
+            }
+        }
+        if branch_type == BranchType::Xa {
+            if let Some(xa) = self.xa(resource_id) {
+                return (
+                    TxResult::success(),
+                    xa.phase_two(commit, xid, branch_id).await,
+                );
+            }
+        }
         match (branch_type, self.at()) {
             (BranchType::At, Some(at)) if commit => {
                 let span = info_span!("branch_commit", xid, branch_id);
@@ -278,7 +449,14 @@ impl RequestHandler for Dispatcher {
             match msg {
                 Message::BranchCommitRequest(r) => {
                     let (result, branch_status) = self
-                        .phase_two(true, &r.xid, r.branch_id, r.branch_type, &r.resource_id)
+                        .phase_two(
+                            true,
+                            &r.xid,
+                            r.branch_id,
+                            r.branch_type,
+                            &r.resource_id,
+                            &r.application_data,
+                        )
                         .await;
                     Some(
                         BranchCommitResponse {
@@ -292,7 +470,14 @@ impl RequestHandler for Dispatcher {
                 }
                 Message::BranchRollbackRequest(r) => {
                     let (result, branch_status) = self
-                        .phase_two(false, &r.xid, r.branch_id, r.branch_type, &r.resource_id)
+                        .phase_two(
+                            false,
+                            &r.xid,
+                            r.branch_id,
+                            r.branch_type,
+                            &r.resource_id,
+                            &r.application_data,
+                        )
                         .await;
                     Some(
                         BranchRollbackResponse {

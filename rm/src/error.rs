@@ -134,6 +134,51 @@ pub enum RmError {
     /// Phase two named a resource this RM does not manage.
     #[error("unknown resource `{0}`; register its data source with this AtResourceManager first")]
     UnknownResource(String),
+    /// A TCC action's prepare failed (the branch is registered; the TM should roll back).
+    #[error("prepare of TCC action `{action}` (branch {branch_id} in {xid}) failed: {source}; roll the global transaction back")]
+    TccPrepare {
+        /// The global transaction (empty outside one).
+        xid: String,
+        /// The branch (0 outside a global transaction).
+        branch_id: i64,
+        /// The action name.
+        action: String,
+        /// The action's error.
+        #[source]
+        source: crate::tcc::ActionError,
+    },
+    /// A TCC action's commit or rollback failed; the TC retries it.
+    #[error("phase two of TCC action `{action}` (branch {branch_id} in {xid}) failed: {source}; the TC retries it")]
+    TccPhaseTwo {
+        /// The global transaction.
+        xid: String,
+        /// The branch.
+        branch_id: i64,
+        /// The action name.
+        action: String,
+        /// The action's error.
+        #[source]
+        source: crate::tcc::ActionError,
+    },
+    /// A TCC action's parameters are not a JSON object, or a parameter has another type.
+    #[error("TCC action `{action}`: {reason}")]
+    TccParams {
+        /// The action name.
+        action: String,
+        /// What did not fit.
+        reason: String,
+    },
+    /// The fence refused a prepare: its branch already has a fence row, written by a rollback
+    /// that came first (suspension) or by an earlier prepare. Nothing ran.
+    #[error("prepare of TCC action `{action}` (branch {branch_id} in {xid}) refused by the fence: the branch was already rolled back or prepared; roll the global transaction back")]
+    FenceRefused {
+        /// The global transaction.
+        xid: String,
+        /// The branch.
+        branch_id: i64,
+        /// The action name.
+        action: String,
+    },
     /// A component that needs a tokio runtime was created outside one.
     #[error("no tokio runtime: create the AT resource manager inside a tokio runtime")]
     NoRuntime,
