@@ -196,6 +196,8 @@ impl BranchCaller {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
+            // Branch services are called directly; the proxy matcher costs every call.
+            .no_proxy()
             .build()?;
         Ok(BranchCaller {
             http,

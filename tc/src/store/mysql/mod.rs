@@ -82,17 +82,26 @@ impl MysqlStore {
     pub async fn open(url: &str, init_db: bool, lease_ms: u64) -> Result<Self, StoreError> {
         let opts =
             Opts::from_url(url).map_err(|e| StoreError::Backend(format!("invalid db-url: {e}")))?;
-        let mut builder = OptsBuilder::from_opts(opts)
+        let mut pool_opts: PoolOpts = opts.pool_opts().clone();
+        if !url.contains("pool_min=") && !url.contains("pool_max=") {
+            if let Some(c) = PoolConstraints::new(POOL_MIN, POOL_MAX) {
+                pool_opts = pool_opts.with_constraints(c);
+            }
+        }
+        // No reset on checkout (the driver's default resets): a reset throws away the
+        // driver's per-connection statement cache (the DTM path then prepared 8 statements
+        // per saga) and undoes the `init` statements below, which run only when a connection
+        // is made, so a reused connection silently fell back to REPEATABLE READ.
+        if !url.contains("reset_connection=") {
+            pool_opts = pool_opts.with_reset_connection(false);
+        }
+        let builder = OptsBuilder::from_opts(opts)
             .client_found_rows(true)
             .init(vec![
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
                 format!("SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_TIMEOUT_S}"),
-            ]);
-        if !url.contains("pool_min=") && !url.contains("pool_max=") {
-            if let Some(c) = PoolConstraints::new(POOL_MIN, POOL_MAX) {
-                builder = builder.pool_opts(PoolOpts::default().with_constraints(c));
-            }
-        }
+            ])
+            .pool_opts(pool_opts);
         let opts: Opts = builder.into();
         let pool = Pool::new(opts.clone());
         if init_db {
