@@ -153,9 +153,11 @@ impl DtmEngine {
         record.trans.status = TransStatus::Submitted;
         stamp_new(&mut record, now, &self.defaults);
         let stored = match store.create(&record).await? {
-            Created::New { .. } => {
+            Created::New { id } => {
                 debug!(gid, trans_type = %record.trans.trans_type, "submitted");
-                None
+                // What was just stored is what a round would read back: skip that read.
+                record.trans.id = id;
+                return self.process(&gid, held, wait, false, Some(record)).await;
             }
             Created::Exists(s) => Some(*s),
         };
@@ -185,7 +187,8 @@ impl DtmEngine {
                 }
             }
         }
-        self.process(&gid, held, wait, false).await
+        // Read back by the round: a branch may have registered since `create` answered.
+        self.process(&gid, held, wait, false, None).await
     }
 
     /// `abort` (§3.4): a prepared msg fails at once; a prepared or aborting tcc/xa turns
@@ -232,10 +235,10 @@ impl DtmEngine {
                     return Err(self.conflict(gid, "abort").await);
                 }
                 info!(gid, trans_type = %t.trans_type, "aborting");
-                self.process(gid, held, wait, true).await
+                self.process(gid, held, wait, true, None).await
             }
             (TransType::Tcc | TransType::Xa, TransStatus::Aborting) => {
-                self.process(gid, held, wait, true).await
+                self.process(gid, held, wait, true, None).await
             }
             (ty, status) => Err(DtmError::Failure(format!(
                 "current status '{status}' of a {ty} transaction, cannot abort"
@@ -361,7 +364,7 @@ impl DtmEngine {
         if !store.save(&t, s.trans.status, &[]).await? {
             return Err(self.conflict(gid, "resetNextCronTime").await);
         }
-        self.process(gid, held, false, false).await
+        self.process(gid, held, false, false, None).await
     }
 
     /// The 409 for a compare-and-set that lost, naming the status found.
@@ -377,26 +380,28 @@ impl DtmEngine {
     }
 
     /// Runs a round now (holding `held`) and answers per `wait_result` (§5.6), or answers at
-    /// once and leaves the round to a background task.
+    /// once and leaves the round to a background task. `known`: the stored record, when the
+    /// caller has exactly what the store holds.
     async fn process(
         self: &Arc<Self>,
         gid: &str,
         held: super::locks::GidGuard<'_>,
         wait: bool,
         aborting: bool,
+        known: Option<TransRecord>,
     ) -> Result<(), DtmError> {
         if !wait {
             drop(held);
-            self.spawn_round(gid.to_owned());
+            self.spawn_round(gid.to_owned(), known);
             return Ok(());
         }
-        let end = self.round(gid).await?;
+        let end = self.round(gid, known).await?;
         drop(held);
         wait_answer(&end, aborting)
     }
 
     /// Starts a round in the background unless this process is already working on the gid.
-    fn spawn_round(self: &Arc<Self>, gid: String) {
+    fn spawn_round(self: &Arc<Self>, gid: String, known: Option<TransRecord>) {
         let engine = self.clone();
         let token = self.token.clone();
         let span = tracing::info_span!("dtm_round", gid = %gid);
@@ -410,7 +415,7 @@ impl DtmEngine {
                 };
                 tokio::select! {
                     _ = token.cancelled() => {}
-                    r = engine.round(&gid) => {
+                    r = engine.round(&gid, known) => {
                         if let Err(e) = r {
                             warn!(gid, error = %e, "processing round failed; the cron retries it");
                         }
@@ -427,7 +432,7 @@ impl DtmEngine {
         let due = self.dtm()?.due(now_ms, MAX_CONCURRENT_ROUNDS).await?;
         let n = due.len();
         for gid in due {
-            self.spawn_round(gid);
+            self.spawn_round(gid, None);
         }
         Ok(n)
     }
@@ -439,9 +444,13 @@ impl DtmEngine {
 
     /// One processing round (§5.6): decides, saves, calls, until the transaction is finished,
     /// waits for a time, or a call did not succeed. The caller holds the gid's lock.
-    async fn round(&self, gid: &str) -> Result<RoundEnd, DtmError> {
+    async fn round(&self, gid: &str, known: Option<TransRecord>) -> Result<RoundEnd, DtmError> {
         let store = self.dtm()?;
-        let Some(mut rec) = store.get(gid).await? else {
+        let stored = match known {
+            Some(r) => Some(r),
+            None => store.get(gid).await?,
+        };
+        let Some(mut rec) = stored else {
             return Ok(RoundEnd {
                 record: None,
                 last: None,
