@@ -42,6 +42,11 @@ pub enum ProtocolError {
     /// A string field was not valid UTF-8.
     #[error("{0} is not valid UTF-8")]
     InvalidUtf8(&'static str),
+    /// A whole frame whose body's type code is not a Seata 1.2 message (e.g. a newer
+    /// release's message). Unlike the other variants it is not final: the frame was complete,
+    /// so the stream codec skips it and the connection stays up.
+    #[error("message type code {code} (request id {request_id}) is not a Seata 1.2 message")]
+    UnknownMessage { code: i16, request_id: i32 },
     /// A code outside the table of its enum (or of the message type codes).
     #[error("unknown {what} code {code}")]
     UnknownCode { what: &'static str, code: i64 },

@@ -18,7 +18,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::error::{ProtocolError, Result};
-use crate::message::Message;
+use crate::message::{Message, TypeCode};
 use crate::types::{Codec, Compressor, MessageType};
 use crate::wire;
 
@@ -240,11 +240,27 @@ impl RpcFrame {
             if codec != Codec::Seata {
                 return Err(ProtocolError::UnsupportedCodec(header.codec));
             }
-            Some(match compressor {
-                Compressor::None => Message::decode_body(body)?,
-                Compressor::Gzip => Message::decode_body(&gunzip(body, max_frame_len)?)?,
+            let inflated;
+            let plain = match compressor {
+                Compressor::None => body,
+                Compressor::Gzip => {
+                    inflated = gunzip(body, max_frame_len)?;
+                    &inflated[..]
+                }
                 other => return Err(ProtocolError::UnsupportedCompressor(other.code())),
-            })
+            };
+            // A type code we do not know is told apart from a corrupt body, so the stream
+            // codec can skip the frame instead of closing the connection.
+            if let [a, b, ..] = plain {
+                let code = i16::from_be_bytes([*a, *b]);
+                if TypeCode::try_from(code).is_err() {
+                    return Err(ProtocolError::UnknownMessage {
+                        code,
+                        request_id: header.request_id,
+                    });
+                }
+            }
+            Some(Message::decode_body(plain)?)
         };
         Ok(RpcFrame {
             message_type: header.message_type,

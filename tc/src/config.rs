@@ -81,6 +81,8 @@ pub struct TcConfig {
     pub read_idle_timeout_ms: u64,
     /// On shutdown, how long in-flight requests and jobs may take to finish, in ms. Default 5000.
     pub shutdown_grace_ms: u64,
+    /// Bounds on what one peer may cost (Seata protocol listener).
+    pub limits: LimitsConfig,
     /// Retry and timeout jobs.
     pub recovery: RecoveryConfig,
     /// Undo log housekeeping broadcast to AT resources.
@@ -152,6 +154,55 @@ impl DtmConfig {
     }
 }
 
+/// Bounds on what one peer of the Seata protocol listener may cost: connections, memory,
+/// time and the size of what it registers. The defaults are far above what Java Seata clients
+/// send (a client opens one TM and one RM connection per TC and registers within
+/// milliseconds; Seata 1.2's own file store refuses a branch over 16 KB), so only broken or
+/// hostile peers meet them; requests over a size limit get a failed answer that names the key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// A new connection that has not sent RegisterTM or RegisterRM within this long is closed
+    /// (before it, only registrations and heartbeats are served), in ms. Default 5000.
+    pub register_timeout_ms: u64,
+    /// Most connections from one IP address at once; further ones are closed at accept.
+    /// Default 1000.
+    pub max_connections_per_ip: usize,
+    /// Bytes all partly received frames over 64 KiB may hold together; a connection whose
+    /// frame would take more is closed. Default 268435456 (256 MiB).
+    pub frame_memory_budget: usize,
+    /// A write (answer or heartbeat) the peer takes no bytes of for this long closes the
+    /// connection and drops its queued answers, in ms. Default 30000.
+    pub write_timeout_ms: u64,
+    /// Requests one connection may have in progress; at the limit the connection is not read
+    /// until one is answered (back-pressure). Default 1000.
+    pub max_inflight_per_connection: usize,
+    /// Rows in one branch's lock key. Default 100000.
+    pub max_lock_keys_per_branch: usize,
+    /// Bytes of one branch's lock key. Default 4194304 (4 MiB).
+    pub max_lock_key_bytes: usize,
+    /// Resource ids in one RegisterRM; more are refused (`identified = false`). Default 10000.
+    pub max_resource_ids_per_register: usize,
+    /// Bytes of a branch register's or report's applicationData. Default 1048576 (1 MiB).
+    pub max_application_data_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            register_timeout_ms: 5_000,
+            max_connections_per_ip: 1_000,
+            frame_memory_budget: 256 << 20,
+            write_timeout_ms: 30_000,
+            max_inflight_per_connection: 1_000,
+            max_lock_keys_per_branch: 100_000,
+            max_lock_key_bytes: 4 << 20,
+            max_resource_ids_per_register: 10_000,
+            max_application_data_bytes: 1 << 20,
+        }
+    }
+}
+
 /// Periods of the background jobs and the retry limits (Seata's `server.recovery.*`,
 /// `server.max*RetryTimeout`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +256,7 @@ impl Default for TcConfig {
             rpc_timeout_ms: 30_000,
             read_idle_timeout_ms: 15_000,
             shutdown_grace_ms: 5_000,
+            limits: LimitsConfig::default(),
             recovery: RecoveryConfig::default(),
             undo: UndoConfig::default(),
             http_listen: "0.0.0.0:36789".into(),
@@ -287,6 +339,41 @@ impl TcConfig {
         if self.max_connections == 0 {
             return Err(bad("max-connections", 0, "at least 1"));
         }
+        let l = &self.limits;
+        let counts = [
+            ("limits.max-connections-per-ip", l.max_connections_per_ip),
+            (
+                "limits.max-inflight-per-connection",
+                l.max_inflight_per_connection,
+            ),
+            (
+                "limits.max-lock-keys-per-branch",
+                l.max_lock_keys_per_branch,
+            ),
+            (
+                "limits.max-resource-ids-per-register",
+                l.max_resource_ids_per_register,
+            ),
+        ];
+        for (field, v) in counts {
+            if v == 0 {
+                return Err(bad(field, 0, "at least 1"));
+            }
+        }
+        if l.frame_memory_budget < self.max_frame_len {
+            return Err(bad(
+                "limits.frame-memory-budget",
+                l.frame_memory_budget,
+                "at least max-frame-len bytes (one largest frame must fit)",
+            ));
+        }
+        if l.max_lock_key_bytes < 1024 {
+            return Err(bad(
+                "limits.max-lock-key-bytes",
+                l.max_lock_key_bytes,
+                "at least 1024",
+            ));
+        }
         let periods = [
             (
                 "recovery.committing-retry-period-ms",
@@ -308,6 +395,11 @@ impl TcConfig {
             ("rpc-timeout-ms", self.rpc_timeout_ms),
             ("dtm.cron-interval-ms", self.dtm.cron_interval_ms),
             ("read-idle-timeout-ms", self.read_idle_timeout_ms),
+            (
+                "limits.register-timeout-ms",
+                self.limits.register_timeout_ms,
+            ),
+            ("limits.write-timeout-ms", self.limits.write_timeout_ms),
         ];
         for (field, v) in periods {
             if v == 0 {
@@ -416,6 +508,27 @@ mod tests {
         let end = start + readme[start..].find("```").expect("closed code block");
         let parsed = TcConfig::from_toml(&readme[start..end]).expect("README example parses");
         assert_eq!(parsed, TcConfig::default());
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let c = TcConfig::from_toml("[limits]\nmax-lock-keys-per-branch = 7\n").unwrap();
+        assert_eq!(c.limits.max_lock_keys_per_branch, 7);
+        assert_eq!(c.limits.write_timeout_ms, 30_000);
+        let mut c = TcConfig::default();
+        c.limits.frame_memory_budget = c.max_frame_len - 1;
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "limits.frame-memory-budget"
+        );
+        c.limits = LimitsConfig {
+            max_connections_per_ip: 0,
+            ..LimitsConfig::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "limits.max-connections-per-ip"
+        );
     }
 
     #[test]

@@ -169,6 +169,9 @@ impl Registry {
             })
             .map(|e| e.clone())
             .collect();
+        // One line per registration, not per resource: an RM may list thousands.
+        let mut count = 0usize;
+        let mut first = None;
         for resource in resource_ids {
             let mut holders = self.resources.entry(resource.to_owned()).or_default();
             holders.retain(|h| !h.conn.is_closed());
@@ -177,8 +180,12 @@ impl Registry {
                     holders.push(s.clone());
                 }
             }
-            info!(client_id = %entry.client.client_id, resource, "RM resource registered");
+            debug!(client_id = %entry.client.client_id, resource, "RM resource registered");
+            count += 1;
+            first.get_or_insert(resource);
         }
+        info!(client_id = %entry.client.client_id, version, resources = count,
+            first = first.unwrap_or_default(), "RM registered");
         entry
     }
 
@@ -190,7 +197,8 @@ impl Registry {
     /// Forgets a closed connection everywhere.
     pub fn remove(&self, conn_id: u64) {
         if let Some((_, entry)) = self.conns.remove(&conn_id) {
-            info!(client_id = %entry.client.client_id, role = ?entry.role, "connection closed");
+            // The RPC layer has logged the close and its cause at INFO already.
+            debug!(client_id = %entry.client.client_id, role = ?entry.role, "connection closed");
             if entry.role == Role::Rm {
                 self.resources.retain(|_, holders| {
                     holders.retain(|h| h.conn.id() != conn_id);

@@ -1,7 +1,9 @@
 //! The TC's network side: a listener that accepts connections (at most `max-connections` at
-//! once), one [`ConnectionHandler`] per connection, and the process lifecycle in [`run`]:
-//! recover, start jobs, serve until shutdown, then stop accepting, let in-flight requests
-//! finish, stop the jobs.
+//! once, per-IP cap and registration deadline in [`admission`]), one [`ConnectionHandler`] per
+//! connection, and the process lifecycle in [`run`]: recover, start jobs, serve until
+//! shutdown, then stop accepting, let in-flight requests finish, stop the jobs.
+
+pub mod admission;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,15 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use seata_protocol::codec::FrameBudget;
 use seata_protocol::rpc::{self, RequestHandler, RpcConfig, RpcHandle};
-use seata_protocol::Message;
+use seata_protocol::{Message, RegisterRmResponse, SEATA_VERSION};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::config::TcConfig;
+use crate::config::{LimitsConfig, TcConfig};
 use crate::coordinator::Coordinator;
 use crate::dispatch::{self, Outcome};
 use crate::dtm::engine::DtmEngine;
@@ -25,12 +28,15 @@ use crate::dtm::grpc::etcd;
 use crate::error::TcError;
 use crate::registry::Registry;
 use crate::store::SessionStore;
+use admission::Admission;
 
 /// Serves one connection's requests.
 #[derive(Debug)]
 pub struct ConnectionHandler {
     coord: Arc<Coordinator>,
     registry: Arc<Registry>,
+    admission: Arc<Admission>,
+    limits: LimitsConfig,
 }
 
 impl RequestHandler for ConnectionHandler {
@@ -42,6 +48,7 @@ impl RequestHandler for ConnectionHandler {
         Box::pin(async move {
             match msg {
                 Message::RegisterTmRequest(r) => {
+                    self.admission.registered(conn.id());
                     self.registry.register_tm(
                         &conn,
                         &r.application_id,
@@ -51,6 +58,21 @@ impl RequestHandler for ConnectionHandler {
                     return Some(dispatch::register_tm_ok());
                 }
                 Message::RegisterRmRequest(r) => {
+                    let count = r.resource_id_list().count();
+                    let max = self.limits.max_resource_ids_per_register;
+                    if count > max {
+                        warn!(peer = %conn.peer_addr(), application_id = %r.application_id,
+                            resources = count, max,
+                            "RegisterRM refused: more resource ids than limits.max-resource-ids-per-register");
+                        return Some(
+                            RegisterRmResponse {
+                                identified: false,
+                                version: SEATA_VERSION.into(),
+                            }
+                            .into(),
+                        );
+                    }
+                    self.admission.registered(conn.id());
                     self.registry.register_rm(
                         &conn,
                         &r.application_id,
@@ -71,7 +93,7 @@ impl RequestHandler for ConnectionHandler {
                 conn.close();
                 return None;
             };
-            match dispatch::dispatch(&self.coord, &reg.client, msg).await {
+            match dispatch::dispatch(&self.coord, &reg.client, &self.limits, msg).await {
                 Outcome::Reply(m) => Some(m),
                 Outcome::NoReply => None,
                 Outcome::Close(why) => {
@@ -84,6 +106,7 @@ impl RequestHandler for ConnectionHandler {
     }
 
     fn on_closed(self: Arc<Self>, conn: &RpcHandle) {
+        self.admission.closed(conn.id());
         self.registry.remove(conn.id());
     }
 }
@@ -211,25 +234,27 @@ pub async fn run(
         max_frame_len: config.max_frame_len,
         request_timeout: Duration::from_millis(config.rpc_timeout_ms),
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+        write_timeout: Duration::from_millis(config.limits.write_timeout_ms),
+        max_inflight: config.limits.max_inflight_per_connection,
+        frame_budget: Some(Arc::new(FrameBudget::new(
+            config.limits.frame_memory_budget,
+        ))),
         ..RpcConfig::server()
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let conn_token = CancellationToken::new();
+    let admission = Admission::new(config.limits.max_connections_per_ip);
+    let register_timeout = Duration::from_millis(config.limits.register_timeout_ms);
     let handler = Arc::new(ConnectionHandler {
         coord: coord.clone(),
         registry,
+        admission: admission.clone(),
+        limits: config.limits.clone(),
     });
 
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
             a = listener.accept() => a,
@@ -237,6 +262,29 @@ pub async fn run(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
+                let Some(ip_slot) = admission.admit(peer.ip()) else {
+                    // Debug only: a flood from one address must not flood the log too.
+                    debug!(%peer, "connection refused: limits.max-connections-per-ip reached");
+                    drop(stream);
+                    continue;
+                };
+                // Full: make room by closing the oldest connection that has not registered
+                // (see `admission`); with none, wait for a registered client to leave.
+                let permit = match limit.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        if let Some(victim) = admission.evict_oldest_unregistered() {
+                            info!(peer = %victim.peer_addr(), "closing an unregistered connection: max-connections reached");
+                        }
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            p = limit.clone().acquire_owned() => match p {
+                                Ok(p) => p,
+                                Err(_) => break,
+                            },
+                        }
+                    }
+                };
                 match rpc::spawn_tcp(
                     stream,
                     rpc_config.clone(),
@@ -244,9 +292,23 @@ pub async fn run(
                     conn_token.child_token(),
                 ) {
                     Ok(conn) => {
+                        admission.accepted(&conn);
+                        let admission = admission.clone();
                         tracker.spawn(async move {
+                            tokio::select! {
+                                _ = conn.closed() => {}
+                                _ = tokio::time::sleep(register_timeout) => {
+                                    if admission.is_unregistered(conn.id()) {
+                                        info!(peer = %conn.peer_addr(),
+                                            "closing connection: not registered within limits.register-timeout-ms");
+                                        conn.close();
+                                    }
+                                }
+                            }
                             conn.closed().await;
+                            admission.closed(conn.id());
                             drop(permit);
+                            drop(ip_slot);
                         });
                     }
                     Err(e) => warn!(%peer, error = %e, "could not set up connection"),

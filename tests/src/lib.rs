@@ -1,7 +1,9 @@
 //! Harness for the cross-crate integration tests: the real `seata-tc` process ([`tc`]) and
-//! protocol-level TM/RM test clients ([`clients`]), and throw-away MariaDB databases ([`mysql`]).
+//! protocol-level TM/RM test clients ([`clients`]), throw-away MariaDB databases ([`mysql`]), and
+//! a branch service plus client for the DTM HTTP mode ([`dtm`]).
 
 pub mod clients;
 pub mod db_store;
+pub mod dtm;
 pub mod mysql;
 pub mod tc;

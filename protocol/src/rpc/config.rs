@@ -1,7 +1,9 @@
 //! Settings of one RPC connection, with Seata 1.2's defaults.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::codec::FrameBudget;
 use crate::frame::DEFAULT_MAX_FRAME_LEN;
 
 /// How a connection times requests, sends heartbeats and batches.
@@ -23,6 +25,14 @@ pub struct RpcConfig {
     pub queue_capacity: usize,
     /// On close, how long answers to requests already being handled may still be written.
     pub shutdown_grace: Duration,
+    /// Longest a write (frame and flush) may wait for the peer to take bytes; a peer that
+    /// reads nothing for this long is closed. Default 30 s (Seata's RPC timeout).
+    pub write_timeout: Duration,
+    /// Inbound requests handled at once on one connection; when reached, the connection is
+    /// not read until one is answered (back-pressure). Default 1000.
+    pub max_inflight: usize,
+    /// Process-wide budget for frames being assembled, shared by connections; `None`: none.
+    pub frame_budget: Option<Arc<FrameBudget>>,
 }
 
 impl RpcConfig {
@@ -37,6 +47,9 @@ impl RpcConfig {
             max_batch: 128,
             queue_capacity: 4096,
             shutdown_grace: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(30),
+            max_inflight: 1000,
+            frame_budget: None,
         }
     }
 

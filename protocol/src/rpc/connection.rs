@@ -6,6 +6,11 @@
 //! Inbound requests are handed to a [`RequestHandler`] in their own task, so slow phase-two
 //! work never blocks the connection; registrations are handled inline, in order, because what
 //! follows them depends on them.
+//!
+//! Bounds against a peer that sends faster than it reads: at most `max_inflight` requests are
+//! handled at once (the reader stops reading until one is answered), the writer's queue is
+//! bounded, and every write gives up after `write_timeout`, which closes the connection and
+//! drops the answers still queued for it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +20,7 @@ use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -116,6 +121,7 @@ where
 {
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
     let codec = SeataCodec::new(config.max_frame_len);
+    let read_codec = SeataCodec::with_budget(config.max_frame_len, config.frame_budget.clone());
     let shared = Arc::new(Shared {
         id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
         peer,
@@ -125,10 +131,11 @@ where
         token,
         inflight: TaskTracker::new(),
         request_timeout: config.request_timeout,
+        write_timeout: config.write_timeout,
         sink: Mutex::new(FramedWrite::new(Box::new(wr), codec.clone())),
     });
     let handle = RpcHandle { tx, shared };
-    let reader = FramedRead::new(rd, codec);
+    let reader = FramedRead::new(rd, read_codec);
     tokio::spawn(read_loop(reader, handle.clone(), config.clone(), handler));
     tokio::spawn(write_loop(rx, handle.clone(), config));
     handle
@@ -144,6 +151,7 @@ async fn read_loop<R>(
 {
     let token = conn.shared.token.clone();
     let peer = conn.peer_addr();
+    let slots = Arc::new(Semaphore::new(config.max_inflight.max(1)));
     loop {
         let next = tokio::select! {
             biased;
@@ -152,17 +160,27 @@ async fn read_loop<R>(
         };
         match next {
             ReadOutcome::Frame(frame) => {
-                if let Err(reason) = on_frame(frame, &conn, &handler).await {
+                if let Err(reason) =
+                    on_frame(frame, &conn, &handler, &slots, config.max_inflight).await
+                {
                     warn!(%peer, reason, "closing connection");
                     break;
                 }
             }
             ReadOutcome::Eof => {
-                debug!(%peer, "peer closed the connection");
+                info!(%peer, "connection closed by peer");
                 break;
             }
             ReadOutcome::Idle => {
                 info!(%peer, "closing connection: nothing read within the idle timeout");
+                break;
+            }
+            ReadOutcome::Error(e) if e.is_peer_reset() => {
+                info!(%peer, error = %e, "connection closed by peer");
+                break;
+            }
+            ReadOutcome::Error(e @ crate::codec::CodecError::MemoryBudget { .. }) => {
+                warn!(%peer, error = %e, "closing connection: frame memory budget spent");
                 break;
             }
             ReadOutcome::Error(e) => {
@@ -201,11 +219,30 @@ async fn read_next<R: AsyncRead + Unpin>(
     }
 }
 
+/// Waits for `n` of the connection's `max` request slots (back-pressure: the connection is not
+/// read meanwhile); `None` when the connection closes first. A batch larger than `max` takes
+/// them all and runs alone.
+async fn take_slots(
+    slots: &Arc<Semaphore>,
+    n: usize,
+    max: usize,
+    conn: &RpcHandle,
+) -> Option<OwnedSemaphorePermit> {
+    let n = u32::try_from(n.clamp(1, max.max(1))).unwrap_or(1);
+    tokio::select! {
+        biased;
+        p = slots.clone().acquire_many_owned(n) => p.ok(),
+        _ = conn.shared.token.cancelled() => None,
+    }
+}
+
 /// Handles one inbound frame; an `Err` closes the connection.
 async fn on_frame(
     frame: RpcFrame,
     conn: &RpcHandle,
     handler: &Arc<dyn RequestHandler>,
+    slots: &Arc<Semaphore>,
+    max_inflight: usize,
 ) -> Result<(), &'static str> {
     trace!(peer = %conn.peer_addr(), id = frame.request_id, kind = ?frame.message_type, "frame in");
     match frame.message_type {
@@ -236,7 +273,12 @@ async fn on_frame(
             };
             match body {
                 Message::MergedWarpMessage(batch) => {
-                    spawn_merged(batch, header, conn.clone(), handler.clone())
+                    let Some(permit) =
+                        take_slots(slots, batch.msgs.len(), max_inflight, conn).await
+                    else {
+                        return Ok(());
+                    };
+                    spawn_merged(batch, header, conn.clone(), handler.clone(), permit)
                 }
                 msg @ (Message::RegisterTmRequest(_) | Message::RegisterRmRequest(_)) => {
                     // Inline: later requests on this connection rely on the registration.
@@ -248,9 +290,13 @@ async fn on_frame(
                     }
                 }
                 msg => {
+                    let Some(permit) = take_slots(slots, 1, max_inflight, conn).await else {
+                        return Ok(());
+                    };
                     let conn2 = conn.clone();
                     let fut = handler.clone().on_request(conn.clone(), msg);
                     conn.shared.inflight.spawn(async move {
+                        let _permit = permit;
                         if let Some(reply) = fut.await {
                             let _ = conn2
                                 .send_frame(RpcFrame::response_to(&header, reply))
@@ -272,6 +318,7 @@ fn spawn_merged(
     header: RpcFrame,
     conn: RpcHandle,
     handler: Arc<dyn RequestHandler>,
+    permit: OwnedSemaphorePermit,
 ) {
     let futs: Vec<_> = batch
         .msgs
@@ -280,6 +327,7 @@ fn spawn_merged(
         .collect();
     let conn2 = conn.clone();
     conn.shared.inflight.spawn(async move {
+        let _permit = permit;
         let results = futures::future::join_all(futs).await;
         let mut msgs = Vec::with_capacity(results.len());
         for r in results {
@@ -334,19 +382,22 @@ async fn write_loop(mut rx: mpsc::Receiver<Command>, conn: RpcHandle, config: Rp
                 Recv::Cmd(cmd) => cmd,
                 Recv::Closed => break,
                 Recv::Idle => {
-                    sink.send(&RpcFrame::ping(next_request_id())).await?;
+                    bounded(&config, sink.send(&RpcFrame::ping(next_request_id()))).await?;
                     continue;
                 }
             };
-            write_cmd(cmd, &mut sink, &mut batch, &conn, &config).await?;
-            for _ in 0..MAX_DRAIN {
-                match rx.try_recv() {
-                    Ok(cmd) => write_cmd(cmd, &mut sink, &mut batch, &conn, &config).await?,
-                    Err(_) => break,
+            bounded(&config, async {
+                write_cmd(cmd, &mut sink, &mut batch, &conn, &config).await?;
+                for _ in 0..MAX_DRAIN {
+                    match rx.try_recv() {
+                        Ok(cmd) => write_cmd(cmd, &mut sink, &mut batch, &conn, &config).await?,
+                        Err(_) => break,
+                    }
                 }
-            }
-            flush_batch(&mut sink, &mut batch, &conn).await?;
-            flush(&mut sink).await?;
+                flush_batch(&mut sink, &mut batch, &conn).await?;
+                flush(&mut sink).await
+            })
+            .await?;
         }
         // Closing: answers of requests being handled may still be written, within the grace.
         conn.shared.inflight.close();
@@ -359,7 +410,7 @@ async fn write_loop(mut rx: mpsc::Receiver<Command>, conn: RpcHandle, config: Rp
                     let mut sink = conn.shared.sink.lock().await;
                     while let Ok(cmd) = rx.try_recv() {
                         if let Command::Frame(f) = cmd {
-                            sink.feed(&f).await?;
+                            bounded(&config, sink.feed(&f)).await?;
                         } else {
                             fail_unsent(cmd, &conn);
                         }
@@ -367,7 +418,9 @@ async fn write_loop(mut rx: mpsc::Receiver<Command>, conn: RpcHandle, config: Rp
                     break;
                 }
                 cmd = rx.recv() => match cmd {
-                    Some(Command::Frame(f)) => conn.shared.sink.lock().await.send(&f).await?,
+                    Some(Command::Frame(f)) => {
+                        bounded(&config, conn.shared.sink.lock().await.send(&f)).await?
+                    }
                     Some(other) => fail_unsent(other, &conn),
                     None => break,
                 },
@@ -414,6 +467,25 @@ async fn write_loop(mut rx: mpsc::Receiver<Command>, conn: RpcHandle, config: Rp
         SinkExt::<&RpcFrame>::close(&mut *sink),
     )
     .await;
+}
+
+/// Runs one write, giving up after the write timeout: a peer that takes no bytes for that
+/// long is not reading, and its connection is closed rather than its answers buffered.
+async fn bounded<T>(
+    config: &RpcConfig,
+    write: impl std::future::Future<Output = Result<T, crate::codec::CodecError>>,
+) -> Result<T, crate::codec::CodecError> {
+    match tokio::time::timeout(config.write_timeout, write).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "peer took no bytes for {} ms (write timeout)",
+                config.write_timeout.as_millis()
+            ),
+        )
+        .into()),
+    }
 }
 
 async fn flush<W: AsyncWrite + Unpin>(

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     /// Handlers of inbound requests still running (their answers are awaited on close).
     pub(crate) inflight: TaskTracker,
     pub(crate) request_timeout: Duration,
+    /// Longest one write may wait for the peer to take bytes.
+    pub(crate) write_timeout: Duration,
     /// The write half. Whoever holds it writes whole frames and flushes before letting go.
     pub(crate) sink: Mutex<FrameSink>,
 }
@@ -205,9 +207,9 @@ impl RpcHandle {
         if self.is_closed() {
             return Ok(Err(DirectError::Closed));
         }
-        // A peer that has not taken a frame within the request timeout is not reading: the
+        // A peer that has not taken a frame within the write timeout is not reading: the
         // connection is given up rather than held by a stuck writer.
-        let written = tokio::time::timeout(self.shared.request_timeout, async {
+        let written = tokio::time::timeout(self.shared.write_timeout, async {
             sink.feed(&frame).await?;
             SinkExt::<&RpcFrame>::flush(&mut *sink).await
         })

@@ -139,6 +139,14 @@ pub fn for_each_row<'k>(
     Ok(())
 }
 
+/// Rows named by a lock key, counted without validating it (for size limits: one pass, no
+/// allocation). Equals the number of [`for_each_row`] calls for a valid key.
+pub fn count_rows(lock_key: &str) -> usize {
+    groups(lock_key)
+        .map(|(_, pks)| pks.split(',').filter(|pk| !pk.trim().is_empty()).count())
+        .sum()
+}
+
 /// The `(table, pk)` pairs of a lock key (see [`for_each_row`]).
 pub fn parse_lock_key(lock_key: &str) -> Result<Vec<(&str, &str)>, LockKeyError> {
     let mut rows = Vec::new();
@@ -208,6 +216,18 @@ mod tests {
             vec![("t", "1"), ("t", "2")]
         );
         assert!(parse_lock_key("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn counts_rows_like_parse() {
+        for key in [
+            "account_tbl:1,2;order_tbl:17;t:1_a,2_b",
+            "t:1,,2;",
+            "",
+            "a:1;b:2,3",
+        ] {
+            assert_eq!(count_rows(key), parse_lock_key(key).unwrap().len(), "{key}");
+        }
     }
 
     #[test]

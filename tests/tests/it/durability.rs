@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 
 use seata_it::clients::{
-    begin, commit, rollback, status, tm, wait_status, Answer, Phase, TestRm, WAIT,
+    begin, commit, rollback, status, tm, wait_status, Answer, Phase, PhaseTwoCall, TestRm, WAIT,
 };
 use seata_it::tc::{tc_binary, TcProcess};
 use seata_protocol::rpc::TcClient;
@@ -210,7 +210,8 @@ async fn mixed_transactions_each_reach_their_final_state_across_two_crashes() {
     let tm1 = tm(tc.addr()).await;
     let rm1 = TestRm::connect(tc.addr(), "it-rm", &[DB]).await;
     let mut open = Vec::new();
-    let mut done = Vec::new();
+    let mut rolled_back = Vec::new();
+    let mut committed = Vec::new();
     for i in 0..24 {
         let xid = begin(&tm1, 60_000).await;
         let key = format!("mix:{i}");
@@ -220,12 +221,12 @@ async fn mixed_transactions_each_reach_their_final_state_across_two_crashes() {
             1 => {
                 let r = rollback(&tm1, &xid).await;
                 assert_eq!(r.global_status, GlobalStatus::Rollbacked);
-                done.push(xid);
+                rolled_back.push((xid, key));
             }
             _ => {
                 let r = commit(&tm1, &xid).await;
                 assert_eq!(r.global_status, GlobalStatus::Committed);
-                done.push(xid);
+                committed.push((xid, key));
             }
         }
     }
@@ -235,15 +236,47 @@ async fn mixed_transactions_each_reach_their_final_state_across_two_crashes() {
     crash_and_restart(&mut tc, &[&tm2]);
 
     let tm3 = tm(tc.addr()).await;
-    let _rm3 = TestRm::connect(tc.addr(), "it-rm", &[DB]).await;
+    let rm3 = TestRm::connect(tc.addr(), "it-rm", &[DB]).await;
     let probe = probe(tc.addr()).await;
     let other = begin(&tm3, 60_000).await;
     for (xid, key) in &open {
         assert_eq!(status(&tm3, xid).await, GlobalStatus::Begin, "{xid}");
         assert!(conflict(&probe.register(&other, DB, key).await), "{key}");
     }
-    // Rolled back or committed before the crash: finished, or (AT commit) finishing.
-    for xid in &done {
+    // The TC says `Finished` of any XID it does not know, so the status of what finished
+    // before the crash proves nothing. The RM's calls do: every committed branch gets its
+    // commit (before the crash, or after it from the recovered record of an AT commit that
+    // was still asynchronous), every rolled back one got its rollback, and no branch ever
+    // gets the other phase, or any phase-two call while its transaction is open.
+    let before = rm1.calls();
+    let got = |calls: &[PhaseTwoCall], xid: &str, phase: Phase| {
+        before
+            .iter()
+            .chain(calls)
+            .any(|c| c.xid == xid && c.phase == phase)
+    };
+    let calls = rm3
+        .wait_for(WAIT, |c| {
+            committed.iter().all(|(x, _)| got(c, x, Phase::Commit))
+                && rolled_back.iter().all(|(x, _)| got(c, x, Phase::Rollback))
+        })
+        .await;
+    for c in before.iter().chain(&calls) {
+        let want = if committed.iter().any(|(x, _)| *x == c.xid) {
+            Phase::Commit
+        } else {
+            assert!(
+                rolled_back.iter().any(|(x, _)| *x == c.xid),
+                "phase two for an open transaction: {c:?}"
+            );
+            Phase::Rollback
+        };
+        assert_eq!(c.phase, want, "{c:?}");
+    }
+    // Their rows are free again.
+    for (xid, key) in committed.iter().chain(&rolled_back) {
+        let r = probe.register(&other, DB, key).await;
+        assert!(r.result.is_success(), "{xid} {key}: {:?}", r.result);
         wait_status(&tm3, xid, GlobalStatus::Finished).await;
     }
     for (xid, _) in &open {

@@ -168,25 +168,47 @@ async fn retryable_rollback_failure_is_retried_until_it_succeeds() {
 }
 
 #[tokio::test]
-async fn malformed_frame_closes_only_that_connection() {
+async fn each_kind_of_malformed_frame_closes_only_its_own_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let tc = TcProcess::start();
-    let tm = tm(tc.addr()).await;
-    let mut bad = tokio::net::TcpStream::connect(tc.addr()).await.unwrap();
-    // Right magic, absurd length: refused before any body is buffered.
-    bad.write_all(&[
-        0xda, 0xda, 1, 0x7f, 0xff, 0xff, 0xff, 0, 16, 2, 1, 0, 0, 0, 0, 1,
-    ])
-    .await
-    .unwrap();
-    let mut buf = [0u8; 16];
-    assert_eq!(
-        bad.read(&mut buf).await.unwrap(),
-        0,
-        "bad connection closed"
-    );
-    let xid = begin(&tm, 60_000).await;
-    assert_eq!(status(&tm, &xid).await, GlobalStatus::Begin);
+    let tc = TcProcess::start_with(&["--store", "memory"]);
+    // A raw registered connection: unlike a client it never reconnects, so a TC that drops
+    // every connection on a bad frame fails the begin below.
+    let mut good = crate::hardening::raw_tm(tc.addr()).await;
+    let header = |len: u32, version: u8, codec: u8| {
+        let mut h = vec![0xda, 0xda, version];
+        h.extend_from_slice(&len.to_be_bytes());
+        h.extend_from_slice(&[0, 16, 2, codec, 0, 0, 0, 0, 1]);
+        h
+    };
+    let mut garbage_body = header(16 + 6, 1, 1);
+    garbage_body.extend_from_slice(&[0, 1, 0xff, 0xff, 0xff, 0xff]); // GlobalBegin, cut short
+    let mut kryo_body = header(16 + 4, 1, 4);
+    kryo_body.extend_from_slice(&[0, 1, 0, 0]);
+    let mut cut_short = header(64, 1, 1);
+    cut_short.extend_from_slice(&[0, 1]);
+    let kinds: [(&str, Vec<u8>); 6] = [
+        ("length over the limit", header(0x7fff_ffff, 1, 1)),
+        ("not Seata at all", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ("protocol version 2", header(16, 2, 1)),
+        ("body that does not decode", garbage_body),
+        ("codec other than SEATA", kryo_body),
+        ("connection ends inside a frame", cut_short),
+    ];
+    for (i, (kind, bytes)) in kinds.iter().enumerate() {
+        let mut bad = tokio::net::TcpStream::connect(tc.addr()).await.unwrap();
+        bad.write_all(bytes).await.unwrap();
+        if kind.starts_with("connection ends") {
+            bad.shutdown().await.unwrap();
+        }
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(WAIT, bad.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{kind}: connection not closed"))
+            .unwrap_or(0);
+        assert_eq!(n, 0, "{kind}: closed without an answer");
+        let reply = crate::hardening::raw_begin(&mut good, 10 + i as i32).await;
+        assert!(reply.result.is_success(), "{kind}: {:?}", reply.result);
+    }
 }
 
 #[tokio::test]

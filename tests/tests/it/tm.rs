@@ -10,8 +10,9 @@ use std::time::Duration;
 use axum::routing::post;
 use axum::Router;
 use bytes::BytesMut;
+use seata_it::clients::{Phase, TestRm, WAIT};
 use seata_it::tc::TcProcess;
-use seata_protocol::{Message, SeataCodec};
+use seata_protocol::{BranchType, Message, SeataCodec};
 use seata_tm::propagation::{RequestBuilderXidExt, XidLayer};
 use seata_tm::{current_xid, GlobalStatus, Role, TmClient, TmConfig, TmError, TxError, TxState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,71 +35,111 @@ async fn connect(addr: &str) -> TmClient {
     TmClient::connect(config(addr)).await.expect("TM connects")
 }
 
-/// After a commit the TC has committed it, is committing it asynchronously, or no longer holds it.
+/// What a commit answer may say: committed, or committing asynchronously. Never `Finished`,
+/// which the TC also says of XIDs it does not know (and of rolled back ones).
 fn committed(status: GlobalStatus) -> bool {
     matches!(
         status,
-        GlobalStatus::Committed | GlobalStatus::AsyncCommitting | GlobalStatus::Finished
+        GlobalStatus::Committed | GlobalStatus::AsyncCommitting
     )
 }
 
 fn rolled_back(status: GlobalStatus) -> bool {
-    matches!(
-        status,
-        GlobalStatus::Rollbacked | GlobalStatus::Rollbacking | GlobalStatus::Finished
-    )
+    matches!(status, GlobalStatus::Rollbacked | GlobalStatus::Rollbacking)
+}
+
+/// A TCC resource (synchronous phase two) whose RM records what the TC decided.
+const TCC: &str = "it-tm-tcc";
+
+async fn rm(addr: &str) -> TestRm {
+    TestRm::connect(addr, "it-tm-rm", &[TCC]).await
+}
+
+/// Gives `xid` a branch, so its outcome shows in the RM's phase-two calls.
+async fn branch(rm: &TestRm, xid: &str) {
+    let r = rm.register_typed(xid, BranchType::Tcc, TCC, "").await;
+    assert!(r.result.is_success(), "{:?}", r.result);
+}
+
+/// Once a transaction is over, the status query says `Finished` whatever happened; the RM's
+/// calls tell commit from rollback: `phase` arrived for `xid`, the other phase never did.
+async fn assert_outcome(rm: &TestRm, xid: &str, phase: Phase) {
+    let calls = rm
+        .wait_for(WAIT, |c| c.iter().any(|c| c.xid == xid && c.phase == phase))
+        .await;
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.xid == xid)
+            .all(|c| c.phase == phase),
+        "{xid} wanted only {phase:?}: {calls:?}"
+    );
 }
 
 #[tokio::test]
 async fn begin_status_commit_and_rollback() {
     let tc = TcProcess::start();
     let tm = connect(tc.addr()).await;
+    let rm = rm(tc.addr()).await;
 
     let mut tx = tm.begin("it-commit", T).await.unwrap();
     assert!(tx.xid().contains(':'), "{}", tx.xid());
     assert_eq!(tx.status().await.unwrap(), GlobalStatus::Begin);
+    branch(&rm, tx.xid()).await;
     let status = tx.commit().await.unwrap();
     assert!(committed(status), "{status:?}");
     assert_eq!(tx.state(), TxState::Committed);
-    let after = tx.status().await.unwrap();
-    assert!(committed(after), "{after:?}");
+    assert_eq!(tx.status().await.unwrap(), GlobalStatus::Finished);
+    assert_outcome(&rm, tx.xid(), Phase::Commit).await;
 
     let mut tx = tm.begin("it-rollback", T).await.unwrap();
+    branch(&rm, tx.xid()).await;
     let status = tx.rollback().await.unwrap();
     assert!(rolled_back(status), "{status:?}");
     assert_eq!(tx.state(), TxState::RolledBack);
-    let after = tx.status().await.unwrap();
-    assert!(rolled_back(after), "{after:?}");
+    assert_eq!(tx.status().await.unwrap(), GlobalStatus::Finished);
+    assert_outcome(&rm, tx.xid(), Phase::Rollback).await;
 }
 
 #[tokio::test]
 async fn template_commits_on_ok_and_rolls_back_on_err() {
     let tc = TcProcess::start();
     let tm = connect(tc.addr()).await;
+    let rm = rm(tc.addr()).await;
 
     let xid = tm
-        .run("it-template-ok", T, |ctx| async move {
-            assert!(ctx.is_launcher());
-            assert_eq!(current_xid().as_deref(), ctx.xid());
-            Ok::<_, Infallible>(ctx.xid().unwrap_or_default().to_owned())
+        .run("it-template-ok", T, |ctx| {
+            let rm = rm.clone();
+            async move {
+                assert!(ctx.is_launcher());
+                assert_eq!(current_xid().as_deref(), ctx.xid());
+                let xid = ctx.xid().unwrap_or_default().to_owned();
+                branch(&rm, &xid).await;
+                Ok::<_, Infallible>(xid)
+            }
         })
         .await
         .unwrap();
-    let status = tm.status(&xid).await.unwrap();
-    assert!(committed(status), "{status:?}");
+    assert_eq!(tm.status(&xid).await.unwrap(), GlobalStatus::Finished);
+    assert_outcome(&rm, &xid, Phase::Commit).await;
 
     let seen = std::sync::Mutex::new(String::new());
     let err = tm
         .run("it-template-err", T, |ctx| {
-            *seen.lock().unwrap() = ctx.xid().unwrap_or_default().to_owned();
-            async { Err::<(), _>("out of stock") }
+            let xid = ctx.xid().unwrap_or_default().to_owned();
+            *seen.lock().unwrap() = xid.clone();
+            let rm = rm.clone();
+            async move {
+                branch(&rm, &xid).await;
+                Err::<(), _>("out of stock")
+            }
         })
         .await
         .unwrap_err();
     assert!(matches!(err, TxError::Business("out of stock")), "{err:?}");
     let xid = seen.into_inner().unwrap();
-    let status = tm.status(&xid).await.unwrap();
-    assert!(rolled_back(status), "{status:?}");
+    assert_eq!(tm.status(&xid).await.unwrap(), GlobalStatus::Finished);
+    assert_outcome(&rm, &xid, Phase::Rollback).await;
 }
 
 #[tokio::test]
@@ -169,8 +210,11 @@ async fn xid_travels_from_reqwest_to_an_axum_handler() {
     });
 
     let http = reqwest::Client::new();
+    let rm = rm(tc.addr()).await;
+    let rm2 = rm.clone();
     let (xid, body) = tm
         .run("place-order", T, |ctx| async move {
+            branch(&rm2, ctx.xid().unwrap_or_default()).await;
             let body = http
                 .post(&url)
                 .with_current_xid()
@@ -186,8 +230,8 @@ async fn xid_travels_from_reqwest_to_an_axum_handler() {
         body,
         format!("{xid} Some({:?}) Some(Begin)", Role::Participant)
     );
-    let status = tm.status(&xid).await.unwrap();
-    assert!(committed(status), "{status:?}");
+    assert_eq!(tm.status(&xid).await.unwrap(), GlobalStatus::Finished);
+    assert_outcome(&rm, &xid, Phase::Commit).await;
 
     let _ = stop.send(());
     server.await.unwrap().unwrap();

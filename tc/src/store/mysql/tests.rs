@@ -1,7 +1,8 @@
 //! Group-commit behaviour against a real MariaDB (`SEATA_TEST_MYSQL_URL`, default
 //! `mysql://root@127.0.0.1:3306`): units queued together share one DB transaction, and each
 //! still gets its own answer. Each test uses a database of its own and drops it. Without a
-//! server the tests say so and pass, like the rest of the tc crate's tests, which need none.
+//! server they fail (a test that passes without running proves nothing): start one with
+//! `scripts/ensure-mariadb.sh`, or point `SEATA_TEST_MYSQL_URL` at one.
 
 use futures::future::join_all;
 use mysql_async::prelude::Queryable;
@@ -16,14 +17,14 @@ fn server_url() -> String {
     std::env::var("SEATA_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
 }
 
-/// A fresh database and a store on it; `None` when no server answers.
+/// A fresh database and a store on it; fails the test when no server answers.
 async fn store(name: &str) -> Option<(MysqlStore, Conn, String)> {
     let mut admin = match Conn::from_url(server_url()).await {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("no MariaDB at {}: {e}; skipping", server_url());
-            return None;
-        }
+        Err(e) => panic!(
+            "no MariaDB at {}: {e}; start one (scripts/ensure-mariadb.sh) or set SEATA_TEST_MYSQL_URL",
+            server_url()
+        ),
     };
     let db = format!("seata_rs_store_{name}_{}", std::process::id());
     admin
