@@ -24,6 +24,7 @@ pub mod http;
 pub mod id;
 pub mod jobs;
 pub mod lock;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod session;

@@ -131,10 +131,12 @@ fn start_dtm(
     front_token: &CancellationToken,
 ) {
     let node = store.server_node().unwrap_or(config.server_node);
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let engine = match DtmEngine::new(
         store,
         config.dtm.defaults(),
         node,
+        metrics.dtm.clone(),
         tracker.clone(),
         token.child_token(),
     ) {
@@ -148,9 +150,10 @@ fn start_dtm(
         }
     };
     if let Some(http) = listeners.http {
-        let parts = engine
+        let dtm_api = engine
             .clone()
             .map(|e| crate::dtm::api::router(e, config.dtm.max_body_bytes));
+        let parts = std::iter::once(crate::metrics::router(metrics)).chain(dtm_api);
         tracker.spawn(crate::http::serve(
             http,
             crate::http::router(parts),

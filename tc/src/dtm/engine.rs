@@ -26,6 +26,7 @@ use super::machine::{self, Defaults, Next, Outcome};
 use super::model::{Branch, BranchChange, Op, TransRecord, TransStatus, TransType};
 use super::schedule;
 use crate::id::{now_ms, IdGenerator};
+use crate::metrics::{CallLabels, DtmMetrics, TypeLabel, TypeStatusLabels};
 use crate::store::dtm::{BranchesAdded, Created, ListPage, ListQuery};
 use crate::store::{DtmStore, SessionStore};
 
@@ -50,6 +51,13 @@ pub struct Registration {
     pub trans_type: String,
 }
 
+/// Whether a background round waits for its gid's lock or gives up when it is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    Wait,
+    Skip,
+}
+
 /// How a round ended.
 #[derive(Debug)]
 struct RoundEnd {
@@ -67,6 +75,7 @@ pub struct DtmEngine {
     locks: GidLocks,
     defaults: Defaults,
     ids: IdGenerator,
+    metrics: Arc<DtmMetrics>,
     tracker: TaskTracker,
     token: CancellationToken,
     rounds: Arc<Semaphore>,
@@ -79,6 +88,7 @@ impl DtmEngine {
         store: Arc<dyn SessionStore>,
         defaults: Defaults,
         server_node: u16,
+        metrics: Arc<DtmMetrics>,
         tracker: TaskTracker,
         token: CancellationToken,
     ) -> Result<Arc<Self>, String> {
@@ -94,6 +104,7 @@ impl DtmEngine {
             locks: GidLocks::default(),
             defaults,
             ids: IdGenerator::new(server_node),
+            metrics,
             tracker,
             token,
             rounds: Arc::new(Semaphore::new(MAX_CONCURRENT_ROUNDS)),
@@ -125,6 +136,7 @@ impl DtmEngine {
         stamp_new(&mut record, now, &self.defaults);
         match self.dtm()?.create(&record).await? {
             Created::New { .. } => {
+                self.count_started(&record);
                 debug!(gid, trans_type = %record.trans.trans_type, "prepared");
                 Ok(())
             }
@@ -154,6 +166,7 @@ impl DtmEngine {
         stamp_new(&mut record, now, &self.defaults);
         let stored = match store.create(&record).await? {
             Created::New { id } => {
+                self.count_started(&record);
                 debug!(gid, trans_type = %record.trans.trans_type, "submitted");
                 // What was just stored is what a round would read back: skip that read.
                 record.trans.id = id;
@@ -220,6 +233,7 @@ impl DtmEngine {
                 if !store.save(&t, TransStatus::Prepared, &[]).await? {
                     return Err(self.conflict(gid, "abort").await);
                 }
+                self.count_finished(&t);
                 info!(gid, "msg aborted");
                 Ok(())
             }
@@ -343,6 +357,7 @@ impl DtmEngine {
         if !store.save(&t, s.trans.status, &[]).await? {
             return Err(self.conflict(gid, "forceStop").await);
         }
+        self.count_finished(&t);
         warn!(gid, "force stopped: no compensation was run");
         Ok(())
     }
@@ -365,6 +380,65 @@ impl DtmEngine {
             return Err(self.conflict(gid, "resetNextCronTime").await);
         }
         self.process(gid, held, false, false, None).await
+    }
+
+    /// `resetCronTime` (§3.8): brings forward up to `limit` unfinished transactions whose
+    /// next look is more than `timeout_s` away. Returns how many were brought forward and
+    /// whether more remain.
+    pub async fn reset_cron_time(
+        self: &Arc<Self>,
+        timeout_s: i64,
+        limit: usize,
+    ) -> Result<(usize, bool), DtmError> {
+        let after = now_ms().saturating_add(timeout_s.saturating_mul(1000));
+        let far = self
+            .dtm()?
+            .scheduled_after(after, limit.saturating_add(1))
+            .await?;
+        let has_remaining = far.len() > limit;
+        let mut done = 0;
+        for gid in far.iter().take(limit) {
+            match self.reset_next_cron_time(gid).await {
+                Ok(()) => done += 1,
+                Err(e) => debug!(gid, error = %e, "resetCronTime skipped a transaction"),
+            }
+        }
+        Ok((done, has_remaining))
+    }
+
+    fn count_started(&self, record: &TransRecord) {
+        self.metrics
+            .started
+            .get_or_create(&TypeLabel {
+                trans_type: record.trans.trans_type.as_str().into(),
+            })
+            .inc();
+    }
+
+    fn count_finished(&self, trans: &super::model::Trans) {
+        self.metrics
+            .finished
+            .get_or_create(&TypeStatusLabels {
+                trans_type: trans.trans_type.as_str().into(),
+                status: trans.status.as_str().into(),
+            })
+            .inc();
+    }
+
+    fn count_call(&self, op: Op, outcome: &Outcome) {
+        let outcome = match outcome {
+            Outcome::Success => "success",
+            Outcome::Failure(_) => "failure",
+            Outcome::Ongoing(_) => "ongoing",
+            Outcome::Error(_) => "error",
+        };
+        self.metrics
+            .branch_calls
+            .get_or_create(&CallLabels {
+                op: op.as_str().into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// The 409 for a compare-and-set that lost, naming the status found.
@@ -392,7 +466,7 @@ impl DtmEngine {
     ) -> Result<(), DtmError> {
         if !wait {
             drop(held);
-            self.spawn_round(gid.to_owned(), known);
+            self.spawn_round(gid.to_owned(), known, Lock::Wait);
             return Ok(());
         }
         let end = self.round(gid, known).await?;
@@ -400,8 +474,10 @@ impl DtmEngine {
         wait_answer(&end, aborting)
     }
 
-    /// Starts a round in the background unless this process is already working on the gid.
-    fn spawn_round(self: &Arc<Self>, gid: String, known: Option<TransRecord>) {
+    /// Starts a round in the background. After an API change (`Lock::Wait`) the round waits
+    /// for the gid's lock, so a request queued on the same gid cannot make it skip the work;
+    /// the cron (`Lock::Skip`) leaves a gid that is being worked on to that work.
+    fn spawn_round(self: &Arc<Self>, gid: String, known: Option<TransRecord>, lock: Lock) {
         let engine = self.clone();
         let token = self.token.clone();
         let span = tracing::info_span!("dtm_round", gid = %gid);
@@ -410,8 +486,12 @@ impl DtmEngine {
                 let Ok(_permit) = engine.rounds.clone().acquire_owned().await else {
                     return;
                 };
-                let Some(_held) = engine.locks.try_lock(&gid) else {
-                    return;
+                let _held = match lock {
+                    Lock::Wait => engine.locks.lock(&gid).await,
+                    Lock::Skip => match engine.locks.try_lock(&gid) {
+                        Some(held) => held,
+                        None => return,
+                    },
                 };
                 tokio::select! {
                     _ = token.cancelled() => {}
@@ -432,7 +512,7 @@ impl DtmEngine {
         let due = self.dtm()?.due(now_ms, MAX_CONCURRENT_ROUNDS).await?;
         let n = due.len();
         for gid in due {
-            self.spawn_round(gid, None);
+            self.spawn_round(gid, None, Lock::Skip);
         }
         Ok(n)
     }
@@ -445,6 +525,7 @@ impl DtmEngine {
     /// One processing round (§5.6): decides, saves, calls, until the transaction is finished,
     /// waits for a time, or a call did not succeed. The caller holds the gid's lock.
     async fn round(&self, gid: &str, known: Option<TransRecord>) -> Result<RoundEnd, DtmError> {
+        self.metrics.rounds.inc();
         let store = self.dtm()?;
         let stored = match known {
             Some(r) => Some(r),
@@ -484,6 +565,7 @@ impl DtmEngine {
                         return self.lost(gid).await;
                     }
                     let outcome = self.caller.call(Call::query_prepared(&rec.trans)).await;
+                    self.count_call(Op::Msg, &outcome);
                     let now = now_ms();
                     match outcome {
                         Outcome::Success => {
@@ -522,6 +604,9 @@ impl DtmEngine {
                     let mut failed_forward = false;
                     let mut not_done = None;
                     for (&i, o) in ops.iter().zip(outcomes) {
+                        if let Some(b) = rec.branches.get(i) {
+                            self.count_call(b.op, &o);
+                        }
                         if machine::apply(&mut rec, i, &o, now) {
                             if let Some(b) = rec.branches.get(i) {
                                 failed_forward |= b.status == super::model::BranchStatus::Failed;
@@ -576,6 +661,9 @@ impl DtmEngine {
         changes.clear();
         if saved {
             let to = rec.trans.status;
+            if to.is_finished() && *expect != to {
+                self.count_finished(&rec.trans);
+            }
             if matches!(to, TransStatus::Aborting | TransStatus::Failed) && *expect != to {
                 info!(gid = rec.trans.gid, from = %expect, %to, reason = rec.trans.rollback_reason, "rolling back");
             } else if *expect != to {

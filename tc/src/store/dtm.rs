@@ -113,6 +113,10 @@ pub trait DtmStore: Send + Sync + std::fmt::Debug + 'static {
     /// takes them for this TC before returning.
     fn due(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<String>>;
 
+    /// Gids of unfinished transactions whose `next_cron_time` is after `after_ms`, at most
+    /// `limit`, soonest first (`resetCronTime`: retries that backed off far).
+    fn scheduled_after(&self, after_ms: i64, limit: usize) -> StoreFuture<'_, Vec<String>>;
+
     /// A page of transactions for `GET all`, newest (highest id) first.
     fn list<'a>(&'a self, query: &'a ListQuery) -> StoreFuture<'a, ListPage>;
 

@@ -186,6 +186,18 @@ impl DtmTable {
         out
     }
 
+    /// See [`DtmStore::scheduled_after`](super::dtm::DtmStore::scheduled_after).
+    pub fn scheduled_after(&self, after_ms: i64, limit: usize) -> Vec<String> {
+        let mut far: Vec<(i64, String)> = self
+            .live
+            .iter()
+            .filter(|e| *e.value() > after_ms)
+            .map(|e| (*e.value(), e.key().clone()))
+            .collect();
+        far.sort_unstable();
+        far.into_iter().take(limit).map(|(_, gid)| gid).collect()
+    }
+
     /// See [`DtmStore::list`](super::dtm::DtmStore::list).
     pub fn list(&self, q: &ListQuery) -> ListPage {
         let mut hits: Vec<Trans> = self
@@ -379,6 +391,8 @@ mod tests {
         t.create(&done, |_| ());
         assert!(t.due(99, 10).is_empty());
         assert_eq!(t.due(100, 10), vec!["a".to_string()]);
+        assert_eq!(t.scheduled_after(99, 10), vec!["a".to_string()]);
+        assert!(t.scheduled_after(100, 10).is_empty());
     }
 
     #[test]

@@ -111,6 +111,10 @@ impl DtmStore for MemoryStore {
         ready(Ok(self.dtm.due(now_ms, limit)))
     }
 
+    fn scheduled_after(&self, after_ms: i64, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        ready(Ok(self.dtm.scheduled_after(after_ms, limit)))
+    }
+
     fn list<'a>(&'a self, query: &'a ListQuery) -> StoreFuture<'a, ListPage> {
         ready(Ok(self.dtm.list(query)))
     }

@@ -52,6 +52,7 @@ pub fn router(engine: Arc<DtmEngine>, max_body_bytes: usize) -> Router {
         .route("/version", get(version))
         .route("/forceStop", post(force_stop))
         .route("/resetNextCronTime", post(reset_next_cron_time))
+        .route("/resetCronTime", get(reset_cron_time))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(ApiState {
             engine,
@@ -213,4 +214,29 @@ async fn reset_next_cron_time(State(api): Api, body: Result<Bytes, BytesRejectio
     let gid = GidBody::gid(&bytes(&api, body)?)?;
     api.engine.reset_next_cron_time(&gid).await?;
     Ok(success())
+}
+
+/// `resetCronTime?timeout=S&limit=N` (§3.8): brings forward up to N transactions whose next
+/// look is more than S seconds away (default 3 × the server's `timeout_to_fail`).
+async fn reset_cron_time(
+    State(api): Api,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Answer {
+    let q = params(q)?;
+    let number =
+        |k: &str, default: i64| -> Result<i64, ApiError> {
+            match q.get(k).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    ApiError::invalid(format!("{k} must be a non-negative integer"))
+                }),
+            }
+        };
+    let timeout = number("timeout", 3 * api.engine.defaults().timeout_to_fail_s)?;
+    let limit = number("limit", DEFAULT_LIST_LIMIT as i64)?;
+    let limit = usize::try_from(limit)
+        .unwrap_or(MAX_LIST_LIMIT)
+        .min(MAX_LIST_LIMIT);
+    let (done, has_remaining) = api.engine.reset_cron_time(timeout, limit).await?;
+    Ok(Json(json!({"has_remaining": has_remaining, "succeed_count": done})).into_response())
 }

@@ -590,6 +590,14 @@ impl DtmStore for FileStore {
         )
     }
 
+    fn scheduled_after(&self, after_ms: i64, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        ready(
+            self.shared
+                .accepting()
+                .map(|()| self.dtm.scheduled_after(after_ms, limit)),
+        )
+    }
+
     fn list<'a>(&'a self, query: &'a ListQuery) -> StoreFuture<'a, ListPage> {
         ready(self.shared.accepting().map(|()| self.dtm.list(query)))
     }

@@ -340,6 +340,20 @@ impl MysqlStore {
         })
     }
 
+    /// Unfinished gids whose next look is after `after_ms`, soonest first.
+    async fn far_scheduled(&self, after_ms: i64, limit: usize) -> Result<Vec<String>, StepError> {
+        let sql = format!(
+            "SELECT gid FROM trans_global WHERE status IN {UNFINISHED} AND next_cron_time > ? \
+             ORDER BY next_cron_time LIMIT ?"
+        );
+        let mut conn = self.pool.get_conn().await?;
+        let gids: Vec<Vec<u8>> = conn.exec(sql, (after_ms, limit)).await?;
+        Ok(gids
+            .into_iter()
+            .map(|g| String::from_utf8_lossy(&g).into_owned())
+            .collect())
+    }
+
     /// Deletes finished transactions finished before `finished_before_ms`, then the oldest
     /// finished ones beyond the newest `keep_max` (by finish time, then id).
     async fn purge_finished(
@@ -600,6 +614,10 @@ impl DtmStore for MysqlStore {
 
     fn due(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<String>> {
         boxed(retrying(move || self.claim_due(now_ms, limit)))
+    }
+
+    fn scheduled_after(&self, after_ms: i64, limit: usize) -> StoreFuture<'_, Vec<String>> {
+        boxed(retrying(move || self.far_scheduled(after_ms, limit)))
     }
 
     fn list<'a>(&'a self, query: &'a ListQuery) -> StoreFuture<'a, ListPage> {
