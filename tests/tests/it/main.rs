@@ -2,7 +2,15 @@
 //! in one test binary to save link time.
 
 mod at;
+mod dtm;
+mod dtm_grpc;
+mod dtm_python;
 mod durability;
+mod hardening;
 mod ha;
+mod shop;
+mod spread;
 mod tc;
+mod tcc;
 mod tm;
+mod xa;
