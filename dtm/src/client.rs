@@ -25,16 +25,35 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of an answer body goes into an error message.
 const MESSAGE_CAP: usize = 512;
 
-/// A handle on a DTM-compatible coordinator; cheap to clone (one connection pool inside).
+/// A handle on a DTM-compatible coordinator; cheap to clone (connection pools inside).
+///
+/// The URL picks the transport: `http://…/api/dtmsvr` (or `https://`) is DTM's HTTP API;
+/// `grpc://host:port`, or a bare `host:port` as DTM's `dtmgrpc` takes it, is its gRPC service
+/// `dtmgimp.Dtm` (feature `grpc`, see [`crate::grpc`]). Every initiator works over both. Branch
+/// calls this client makes itself (a TCC try, an XA phase one) go by the branch URL instead:
+/// `http(s)://` over HTTP, `host:port/pkg.Service/Method` over gRPC.
 #[derive(Debug, Clone)]
 pub struct DtmClient {
     http: reqwest::Client,
     base: String,
+    server: Server,
+    /// Channels to the gRPC branches this client calls itself.
+    #[cfg(feature = "grpc")]
+    branches: crate::grpc::ChannelPool,
+}
+
+/// How the coordinator is reached.
+#[derive(Debug, Clone)]
+enum Server {
+    Http,
+    #[cfg(feature = "grpc")]
+    Grpc(std::sync::Arc<crate::grpc::GrpcServer>),
 }
 
 impl DtmClient {
-    /// A client for the API at `base_url`, e.g. `http://127.0.0.1:36789/api/dtmsvr` (a trailing
-    /// `/` is ignored), with [`DEFAULT_CALL_TIMEOUT`] per call.
+    /// A client for the coordinator at `base_url`: `http://127.0.0.1:36789/api/dtmsvr` (a
+    /// trailing `/` is ignored) or `grpc://127.0.0.1:36790` / `127.0.0.1:36790`, with
+    /// [`DEFAULT_CALL_TIMEOUT`] per call.
     pub fn new(base_url: impl Into<String>) -> Result<DtmClient, DtmError> {
         let http = reqwest::Client::builder()
             .timeout(DEFAULT_CALL_TIMEOUT)
@@ -44,19 +63,42 @@ impl DtmClient {
         DtmClient::with_http(base_url, http)
     }
 
-    /// A client that sends through the caller's `reqwest::Client` (its timeouts, proxies, TLS).
+    /// A client of DTM's gRPC API at `addr` (`host:port`, DTM's port is 36790).
+    #[cfg(feature = "grpc")]
+    pub fn grpc(addr: impl AsRef<str>) -> Result<DtmClient, DtmError> {
+        DtmClient::new(format!("grpc://{}", addr.as_ref()))
+    }
+
+    /// A client that sends HTTP through the caller's `reqwest::Client` (its timeouts, proxies,
+    /// TLS): every call for an `http(s)://` server, and HTTP branch calls for a gRPC one.
     pub fn with_http(
         base_url: impl Into<String>,
         http: reqwest::Client,
     ) -> Result<DtmClient, DtmError> {
         let base = base_url.into().trim_end_matches('/').to_owned();
-        Url::parse(&base).map_err(|e| DtmError::invalid(format!("server URL {base:?}"), e))?;
-        Ok(DtmClient { http, base })
+        let server = if base.starts_with("http://") || base.starts_with("https://") {
+            Url::parse(&base).map_err(|e| DtmError::invalid(format!("server URL {base:?}"), e))?;
+            Server::Http
+        } else {
+            grpc_server(&base)?
+        };
+        Ok(DtmClient {
+            http,
+            base,
+            server,
+            #[cfg(feature = "grpc")]
+            branches: crate::grpc::ChannelPool::default(),
+        })
     }
 
-    /// The base URL, as branch calls pass it in their `dtm` parameter.
+    /// The URL as given, as branch calls pass it in their `dtm` parameter.
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// Whether this client talks to the coordinator over gRPC.
+    pub fn is_grpc(&self) -> bool {
+        !matches!(self.server, Server::Http)
     }
 
     /// The underlying HTTP client.
@@ -66,6 +108,10 @@ impl DtmClient {
 
     /// `GET newGid` (§3.1): a fresh global transaction id.
     pub async fn new_gid(&self) -> Result<String, DtmError> {
+        #[cfg(feature = "grpc")]
+        if let Server::Grpc(server) = &self.server {
+            return server.new_gid().await;
+        }
         #[derive(Deserialize)]
         struct Gid {
             #[serde(default, deserialize_with = "null_as_empty")]
@@ -94,6 +140,13 @@ impl DtmClient {
             #[serde(default)]
             branches: Option<Vec<TransBranch>>,
         }
+        if self.is_grpc() {
+            return Err(DtmError::invalid(
+                "query",
+                "DTM's gRPC API has no query; ask the server's HTTP API \
+                 (DtmClient::new(\"http://host:36789/api/dtmsvr\"))",
+            ));
+        }
         let mut url = self.endpoint("query")?;
         url.query_pairs_mut().append_pair("gid", gid);
         let body = self
@@ -109,6 +162,64 @@ impl DtmClient {
     /// The global status of `gid`, or `None` if the server does not know it.
     pub async fn status(&self, gid: &str) -> Result<Option<GlobalStatus>, DtmError> {
         Ok(self.query(gid).await?.map(|q| q.transaction.status))
+    }
+
+    /// `prepare`, `submit` or `abort` (§3.2–§3.4) with `body`, over the client's transport.
+    pub(crate) async fn trans(&self, name: &str, body: &TransBody<'_>) -> Result<(), DtmError> {
+        match &self.server {
+            Server::Http => self.post_json(name, body.gid, body).await.map(drop),
+            #[cfg(feature = "grpc")]
+            Server::Grpc(server) => server.trans(name, body).await,
+        }
+    }
+
+    /// `registerBranch` (§3.5) over the client's transport.
+    pub(crate) async fn register_branch(&self, r: &Registration<'_>) -> Result<(), DtmError> {
+        match &self.server {
+            Server::Http => {
+                let mut body = serde_json::Map::new();
+                let mut put = |k: &str, v: &str| {
+                    body.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
+                };
+                put("gid", r.gid);
+                put("trans_type", r.trans_type);
+                put("branch_id", r.branch_id);
+                for (k, v) in r.urls {
+                    put(k, v);
+                }
+                if let Some(payload) = r.payload {
+                    let text = std::str::from_utf8(payload).map_err(|_| {
+                        DtmError::invalid(
+                            format!("body of branch {}", r.branch_id),
+                            "it is not UTF-8 text, which the HTTP API needs; send binary \
+                             bodies through a gRPC server (grpc://host:port)",
+                        )
+                    })?;
+                    put("data", text);
+                }
+                self.post_json("registerBranch", r.gid, &body)
+                    .await
+                    .map(drop)
+            }
+            #[cfg(feature = "grpc")]
+            Server::Grpc(server) => server.register(r).await,
+        }
+    }
+
+    /// The `dtm` parameter (HTTP) or `dtm-dtm` metadata (gRPC) of a branch call: the base URL
+    /// of an HTTP server, the `host:port` of a gRPC one (what DTM's gRPC branches dial).
+    pub(crate) fn dtm_param(&self) -> &str {
+        match &self.server {
+            Server::Http => &self.base,
+            #[cfg(feature = "grpc")]
+            Server::Grpc(server) => server.authority(),
+        }
+    }
+
+    /// The gRPC branch channels.
+    #[cfg(feature = "grpc")]
+    pub(crate) fn branch_channels(&self) -> &crate::grpc::ChannelPool {
+        &self.branches
     }
 
     /// POSTs `body` as JSON to the endpoint `name` (`prepare`, `submit`, `abort`,
@@ -172,6 +283,36 @@ impl DtmClient {
             }),
         }
     }
+}
+
+/// A gRPC server from `grpc://host:port` or a bare `host:port`.
+#[cfg(feature = "grpc")]
+fn grpc_server(base: &str) -> Result<Server, DtmError> {
+    let authority = match base.split_once("://") {
+        Some(("grpc", rest)) => rest,
+        None => base,
+        Some(_) => return Err(unknown_scheme(base)),
+    };
+    let server = crate::grpc::GrpcServer::new(authority, DEFAULT_CALL_TIMEOUT)?;
+    Ok(Server::Grpc(std::sync::Arc::new(server)))
+}
+
+#[cfg(not(feature = "grpc"))]
+fn grpc_server(base: &str) -> Result<Server, DtmError> {
+    if base.starts_with("grpc://") || !base.contains("://") {
+        return Err(DtmError::invalid(
+            format!("server URL {base:?}"),
+            "a gRPC server needs seata-dtm's `grpc` feature",
+        ));
+    }
+    Err(unknown_scheme(base))
+}
+
+fn unknown_scheme(base: &str) -> DtmError {
+    DtmError::invalid(
+        format!("server URL {base:?}"),
+        "expected http(s)://host:port/api/dtmsvr, grpc://host:port or host:port",
+    )
 }
 
 /// A connect error (or a request that could not even be built) was not sent; anything after
@@ -268,8 +409,12 @@ pub(crate) struct TransBody<'a> {
     pub(crate) trans_type: &'static str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub(crate) steps: &'a [Step],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    pub(crate) payloads: &'a [String],
+    /// Raw bytes; the HTTP API carries each as a JSON string, so there they must be UTF-8.
+    #[serde(
+        skip_serializing_if = "<[_]>::is_empty",
+        serialize_with = "payloads_as_text"
+    )]
+    pub(crate) payloads: &'a [Vec<u8>],
     #[serde(skip_serializing_if = "str::is_empty")]
     pub(crate) custom_data: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -282,6 +427,35 @@ pub(crate) struct TransBody<'a> {
     pub(crate) concurrent: bool,
     #[serde(flatten)]
     pub(crate) options: &'a TransOptions,
+}
+
+fn payloads_as_text<S: serde::Serializer>(p: &&[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::{Error, SerializeSeq};
+    let mut seq = s.serialize_seq(Some(p.len()))?;
+    for (i, bytes) in p.iter().enumerate() {
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            S::Error::custom(format!(
+                "the payload of step {i} is not UTF-8 text, which the HTTP API needs (payloads \
+                 travel as JSON strings); send binary payloads through a gRPC server"
+            ))
+        })?;
+        seq.serialize_element(text)?;
+    }
+    seq.end()
+}
+
+/// A `registerBranch` (§3.5): `urls` are `confirm`/`cancel` (tcc) or `url` (xa), `payload` the
+/// body of the server's calls of them (tcc).
+#[derive(Debug)]
+pub(crate) struct Registration<'a> {
+    pub(crate) gid: &'a str,
+    pub(crate) trans_type: &'static str,
+    pub(crate) branch_id: &'a str,
+    /// The first phase's op (gRPC `Op`).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) op: &'static str,
+    pub(crate) urls: &'a [(&'static str, &'a str)],
+    pub(crate) payload: Option<&'a [u8]>,
 }
 
 impl<'a> TransBody<'a> {
@@ -469,7 +643,7 @@ mod tests {
             action: "http://a/x".into(),
             compensate: Some(String::new()),
         }];
-        let payloads = [r#"{"n":1}"#.to_owned()];
+        let payloads = [br#"{"n":1}"#.to_vec()];
         let body = TransBody {
             steps: &steps,
             payloads: &payloads,

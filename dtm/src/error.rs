@@ -93,7 +93,29 @@ pub enum DtmError {
         message: String,
     },
 
-    /// A 200 answer this client could not read (for `newGid` and `query`).
+    /// A gRPC call (to the coordinator or, for a TCC try or XA phase one, to a branch) ended
+    /// with a status other than `OK`, `Aborted` (FAILURE) and `FailedPrecondition` (ONGOING).
+    #[cfg(feature = "grpc")]
+    #[error(
+        "{what} for gid {gid} failed with gRPC status {code:?}: {message}; not a FAILURE: \
+         Unavailable means it was not delivered (is the server up, the address right?), \
+         DeadlineExceeded/Cancelled/Unknown that it may have taken effect (query the gid or \
+         repeat the call, which is idempotent), InvalidArgument that the request needs fixing; \
+         otherwise repeat the call later"
+    )]
+    Grpc {
+        /// The call.
+        what: String,
+        /// The global transaction (empty for calls without one, like `NewGid`).
+        gid: String,
+        /// The status code.
+        code: tonic::Code,
+        /// The status message.
+        message: String,
+    },
+
+    /// A 200 answer this client could not read (for `newGid` and `query`, or a gRPC branch's
+    /// answer that is not the expected message).
     #[error(
         "{what} answered 200 with a body this client cannot read ({reason}); is the URL the \
          base of a DTM-compatible API (`http://host:port/api/dtmsvr`)?"
@@ -142,7 +164,15 @@ impl DtmError {
 
     /// Sent without an answer: query before deciding.
     pub fn is_outcome_unknown(&self) -> bool {
-        matches!(self, DtmError::OutcomeUnknown { .. })
+        match self {
+            DtmError::OutcomeUnknown { .. } => true,
+            #[cfg(feature = "grpc")]
+            DtmError::Grpc { code, .. } => matches!(
+                code,
+                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Unknown
+            ),
+            _ => false,
+        }
     }
 
     /// Whether repeating the same call may succeed: everything but FAILURE, bad input and a

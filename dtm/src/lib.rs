@@ -7,6 +7,10 @@
 //!   [`DtmClient`] (`newGid`, `query`).
 //! - Branch side for axum ([`branch`]): the [`BranchParams`] extractor and [`BranchError`] /
 //!   [`BranchResult`], which answer 200 / 409 FAILURE / 425 ONGOING / 500.
+//! - gRPC (feature `grpc`, on by default; [`grpc`]): the same initiators over DTM's gRPC API
+//!   when the server URL is `grpc://host:port` ([`DtmClient::grpc`]), gRPC branch URLs
+//!   (`host:port/pkg.Service/Method`) with binary payloads, and for tonic handlers
+//!   [`BranchParams::from_request`] (metadata `dtm-gid`, …) and `Status: From<BranchError>`.
 //! - The sub-transaction barrier ([`barrier`]): [`BranchBarrier`] on `mysql_async`, DTM's table
 //!   and algorithm, running the business in the same local transaction.
 //!
@@ -22,6 +26,8 @@ pub mod barrier;
 pub mod branch;
 pub mod client;
 pub mod error;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod msg;
 pub mod options;
 pub mod saga;

@@ -37,7 +37,7 @@ pub struct Msg {
     client: DtmClient,
     gid: String,
     steps: Vec<Step>,
-    payloads: Vec<String>,
+    payloads: Vec<Vec<u8>>,
     query_prepared: String,
     concurrent: bool,
     options: TransOptions,
@@ -76,7 +76,13 @@ impl Msg {
     }
 
     /// Adds an action whose body is already JSON text.
-    pub fn add_raw(mut self, action: impl Into<String>, body: impl Into<String>) -> Self {
+    pub fn add_raw(self, action: impl Into<String>, body: impl Into<String>) -> Self {
+        self.add_bytes(action, body.into().into_bytes())
+    }
+
+    /// Adds an action with a body of raw bytes (any bytes over gRPC, UTF-8 text over HTTP; see
+    /// [`Saga::add_bytes`](crate::Saga::add_bytes)).
+    pub fn add_bytes(mut self, action: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
         self.steps.push(Step {
             action: action.into(),
             compensate: None,
@@ -85,8 +91,16 @@ impl Msg {
         self
     }
 
+    /// Adds an action for a gRPC branch (`host:port/pkg.Service/Method`) with `message` as its
+    /// request.
+    #[cfg(feature = "grpc")]
+    pub fn add_message(self, action: impl Into<String>, message: &impl prost::Message) -> Self {
+        self.add_bytes(action, message.encode_to_vec())
+    }
+
     /// The URL the server GETs (`?gid=…&trans_type=msg&branch_id=00&op=msg`) when a prepared
-    /// message times out; see [`BranchBarrier::query_prepared`] for its handler.
+    /// message times out — or, a `host:port/pkg.Service/Method`, calls over gRPC with that
+    /// metadata; see [`BranchBarrier::query_prepared`] for its handler.
     pub fn query_prepared(mut self, url: impl Into<String>) -> Self {
         self.query_prepared = url.into();
         self
@@ -137,8 +151,7 @@ impl Msg {
             concurrent: self.concurrent,
             ..TransBody::new(&self.gid, "msg", &self.options)
         };
-        self.client.post_json(endpoint, &self.gid, &body).await?;
-        Ok(())
+        self.client.trans(endpoint, &body).await
     }
 
     /// Prepare, run `busi` in a local transaction from `pool` behind the producer barrier

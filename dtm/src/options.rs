@@ -13,17 +13,17 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TransOptions {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    wait_result: bool,
+    pub(crate) wait_result: bool,
     #[serde(skip_serializing_if = "is_zero")]
-    timeout_to_fail: u64,
+    pub(crate) timeout_to_fail: u64,
     #[serde(skip_serializing_if = "is_zero")]
-    retry_interval: u64,
+    pub(crate) retry_interval: u64,
     #[serde(skip_serializing_if = "is_zero")]
-    request_timeout: u64,
+    pub(crate) request_timeout: u64,
     #[serde(skip_serializing_if = "is_zero")]
-    retry_limit: u64,
+    pub(crate) retry_limit: u64,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    branch_headers: BTreeMap<String, String>,
+    pub(crate) branch_headers: BTreeMap<String, String>,
 }
 
 fn is_zero(n: &u64) -> bool {

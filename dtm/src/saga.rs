@@ -27,7 +27,7 @@ pub struct Saga {
     client: DtmClient,
     gid: String,
     steps: Vec<Step>,
-    payloads: Vec<String>,
+    payloads: Vec<Vec<u8>>,
     concurrent: bool,
     /// 0-based step index → the steps it waits for (§6.3 "Concurrent").
     orders: BTreeMap<usize, Vec<usize>>,
@@ -73,12 +73,24 @@ impl Saga {
     }
 
     /// Adds a step whose body is already JSON text (sent byte for byte). An empty body makes
-    /// the server call the step with GET (§4.1).
+    /// the server call an HTTP step with GET (§4.1).
     pub fn add_raw(
-        mut self,
+        self,
         action: impl Into<String>,
         compensate: impl Into<String>,
         body: impl Into<String>,
+    ) -> Self {
+        self.add_bytes(action, compensate, body.into().into_bytes())
+    }
+
+    /// Adds a step with a body of raw bytes, sent byte for byte: over gRPC anything (the
+    /// encoded request message of a gRPC branch), over HTTP UTF-8 text (the API carries
+    /// payloads as JSON strings; `submit` refuses other bytes).
+    pub fn add_bytes(
+        mut self,
+        action: impl Into<String>,
+        compensate: impl Into<String>,
+        body: impl Into<Vec<u8>>,
     ) -> Self {
         self.steps.push(Step {
             action: action.into(),
@@ -86,6 +98,18 @@ impl Saga {
         });
         self.payloads.push(body.into());
         self
+    }
+
+    /// Adds a step for gRPC branches (`host:port/pkg.Service/Method`): the server calls
+    /// `action` (and, on rollback, `compensate`) with `message` as the request.
+    #[cfg(feature = "grpc")]
+    pub fn add_message(
+        self,
+        action: impl Into<String>,
+        compensate: impl Into<String>,
+        message: &impl prost::Message,
+    ) -> Self {
+        self.add_bytes(action, compensate, message.encode_to_vec())
     }
 
     /// Concurrent mode: every step whose predecessors (see [`Saga::add_branch_order`]) are done
@@ -129,8 +153,7 @@ impl Saga {
             custom_data: &custom_data,
             ..TransBody::new(&self.gid, "saga", &self.options)
         };
-        self.client.post_json("submit", &self.gid, &body).await?;
-        Ok(())
+        self.client.trans("submit", &body).await
     }
 
     /// `custom_data` for concurrent mode: `{"orders":{"2":[0,1]},"concurrent":true}` (§6.3).

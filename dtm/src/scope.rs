@@ -58,22 +58,28 @@ impl Scope {
         Ok(format!("{n:02}"))
     }
 
-    /// POSTs `data` to `url` with `dtm`, `gid`, `trans_type`, `branch_id`, `op` and `extra`
-    /// parameters, the `branch_headers`, and the `request_timeout`; classifies the answer
-    /// (§4.2).
+    /// Calls the branch `url` with `data`, the parameters `dtm`, `gid`, `trans_type`,
+    /// `branch_id`, `op` and `extra`, the `branch_headers` and the `request_timeout`, and
+    /// classifies the answer (§4.2): an `http(s)://` URL is POSTed with the parameters in the
+    /// query string; any other (`host:port/pkg.Service/Method`) is a unary gRPC call with
+    /// them as `dtm-<name>` metadata (§9).
     pub(crate) async fn call_first_phase(
         &self,
         url: &str,
         branch_id: &str,
         op: &str,
         extra: &[(&str, &str)],
-        data: String,
+        data: Vec<u8>,
     ) -> Result<Bytes, DtmError> {
+        let what = format!("{op} of branch {branch_id} ({url})");
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return self.call_grpc(url, &what, branch_id, op, extra, data).await;
+        }
         let mut target =
             Url::parse(url).map_err(|e| DtmError::invalid(format!("branch URL {url:?}"), e))?;
         {
             let mut q = target.query_pairs_mut();
-            q.append_pair("dtm", self.client.base_url())
+            q.append_pair("dtm", self.client.dtm_param())
                 .append_pair("gid", &self.gid)
                 .append_pair("trans_type", self.trans_type)
                 .append_pair("branch_id", branch_id)
@@ -94,8 +100,53 @@ impl Scope {
         if let Some(secs) = self.options.request_timeout_secs() {
             req = req.timeout(Duration::from_secs(secs));
         }
-        let what = format!("{op} of branch {branch_id} ({url})");
         self.client.send(&what, &self.gid, &target, req).await
+    }
+
+    #[cfg(feature = "grpc")]
+    async fn call_grpc(
+        &self,
+        url: &str,
+        what: &str,
+        branch_id: &str,
+        op: &str,
+        extra: &[(&str, &str)],
+        data: Vec<u8>,
+    ) -> Result<Bytes, DtmError> {
+        let mut params = vec![
+            ("gid", self.gid.as_str()),
+            ("trans_type", self.trans_type),
+            ("branch_id", branch_id),
+            ("op", op),
+            ("dtm", self.client.dtm_param()),
+        ];
+        params.extend_from_slice(extra);
+        crate::grpc::call_branch(
+            self.client.branch_channels(),
+            url,
+            what,
+            &self.gid,
+            &params,
+            &self.options,
+            data,
+        )
+        .await
+    }
+
+    #[cfg(not(feature = "grpc"))]
+    async fn call_grpc(
+        &self,
+        url: &str,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &[(&str, &str)],
+        _: Vec<u8>,
+    ) -> Result<Bytes, DtmError> {
+        Err(DtmError::invalid(
+            format!("branch URL {url:?}"),
+            "not http(s)://; gRPC branches need seata-dtm's `grpc` feature",
+        ))
     }
 }
 
@@ -108,10 +159,10 @@ where
     E: From<DtmError> + Display,
 {
     let body = TransBody::new(&scope.gid, scope.trans_type, &scope.options);
-    scope.client.post_json("prepare", &scope.gid, &body).await?;
+    scope.client.trans("prepare", &body).await?;
     match f(handle).await {
         Ok(v) => {
-            scope.client.post_json("submit", &scope.gid, &body).await?;
+            scope.client.trans("submit", &body).await?;
             Ok(v)
         }
         Err(e) => {
@@ -120,7 +171,7 @@ where
                 rollback_reason: &reason,
                 ..TransBody::new(&scope.gid, scope.trans_type, &scope.options)
             };
-            if let Err(abort_error) = scope.client.post_json("abort", &scope.gid, &abort).await {
+            if let Err(abort_error) = scope.client.trans("abort", &abort).await {
                 tracing::warn!(gid = %scope.gid, error = %abort_error,
                     "abort failed; the server rolls the branches back after timeout_to_fail");
             }

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::branch::op;
-use crate::client::DtmClient;
+use crate::client::{DtmClient, Registration};
 use crate::error::DtmError;
 use crate::options::TransOptions;
 use crate::scope::{self, Scope};
@@ -96,34 +96,55 @@ impl Tcc {
         confirm_url: &str,
         cancel_url: &str,
     ) -> Result<Bytes, DtmError> {
+        let data = serde_json::to_vec(body).map_err(|e| DtmError::invalid("TCC branch body", e))?;
+        self.call_branch_bytes(data, try_url, confirm_url, cancel_url)
+            .await
+    }
+
+    /// [`Tcc::call_branch`] with a body of raw bytes, sent byte for byte to the try and (by the
+    /// server) to confirm/cancel. Each URL is `http(s)://…` or a gRPC branch
+    /// `host:port/pkg.Service/Method`, whose try this client calls over gRPC with the metadata
+    /// `dtm-gid`, `dtm-trans_type`, `dtm-branch_id`, `dtm-op=try`, `dtm-dtm`; a try that
+    /// answers `Aborted` is [`DtmError::Failure`], `FailedPrecondition`
+    /// [`DtmError::Ongoing`]. Over an HTTP server the body must be UTF-8 text.
+    pub async fn call_branch_bytes(
+        &self,
+        body: impl Into<Vec<u8>>,
+        try_url: &str,
+        confirm_url: &str,
+        cancel_url: &str,
+    ) -> Result<Bytes, DtmError> {
         let scope = &self.scope;
         let branch_id = scope.next_branch_id()?;
-        let data = serde_json::to_string(body)
-            .map_err(|e| DtmError::invalid(format!("body of branch {branch_id}"), e))?;
-
-        #[derive(Serialize)]
-        struct Register<'a> {
-            gid: &'a str,
-            trans_type: &'static str,
-            branch_id: &'a str,
-            data: &'a str,
-            confirm: &'a str,
-            cancel: &'a str,
-        }
-        let register = Register {
+        let data = body.into();
+        let register = Registration {
             gid: &scope.gid,
             trans_type: "tcc",
             branch_id: &branch_id,
-            data: &data,
-            confirm: confirm_url,
-            cancel: cancel_url,
+            op: op::TRY,
+            urls: &[("confirm", confirm_url), ("cancel", cancel_url)],
+            payload: Some(&data),
         };
-        scope
-            .client
-            .post_json("registerBranch", &scope.gid, &register)
-            .await?;
+        scope.client.register_branch(&register).await?;
         scope
             .call_first_phase(try_url, &branch_id, op::TRY, &[], data)
             .await
+    }
+
+    /// A TCC branch of gRPC services: registers it, calls the try with `request` and decodes
+    /// its answer as `R` (a reply that is not an `R` is [`DtmError::BadAnswer`]). Errors as
+    /// for [`Tcc::call_branch_bytes`].
+    #[cfg(feature = "grpc")]
+    pub async fn call_branch_message<R: prost::Message + Default>(
+        &self,
+        request: &impl prost::Message,
+        try_url: &str,
+        confirm_url: &str,
+        cancel_url: &str,
+    ) -> Result<R, DtmError> {
+        let answer = self
+            .call_branch_bytes(request.encode_to_vec(), try_url, confirm_url, cancel_url)
+            .await?;
+        crate::grpc::decode(&format!("try of {try_url}"), &answer)
     }
 }

@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::barrier::BarrierTable;
 use crate::branch::{op, BranchError, BranchParams};
-use crate::client::{DtmClient, DEFAULT_CALL_TIMEOUT};
+use crate::client::{DtmClient, Registration, DEFAULT_CALL_TIMEOUT};
 use crate::error::DtmError;
 use crate::options::TransOptions;
 use crate::scope::{self, Scope};
@@ -95,11 +95,26 @@ impl Xa {
     /// POSTs `body` to `url` with `op=action`, `phase2_url=url` (the same URL serves phase
     /// two) and `dtm`; the branch registers itself. Errors as for a TCC try.
     pub async fn call_branch(&self, body: &impl Serialize, url: &str) -> Result<Bytes, DtmError> {
+        let data = serde_json::to_vec(body).map_err(|e| DtmError::invalid("XA branch body", e))?;
+        self.call_branch_bytes(data, url).await
+    }
+
+    /// [`Xa::call_branch`] with a raw body; a gRPC branch URL (`host:port/pkg.Service/Method`)
+    /// is called over gRPC with the parameters as `dtm-…` metadata (`dtm-phase2_url` too).
+    pub async fn call_branch_bytes(
+        &self,
+        body: impl Into<Vec<u8>>,
+        url: &str,
+    ) -> Result<Bytes, DtmError> {
         let branch_id = self.scope.next_branch_id()?;
-        let data = serde_json::to_string(body)
-            .map_err(|e| DtmError::invalid(format!("body of branch {branch_id}"), e))?;
         self.scope
-            .call_first_phase(url, &branch_id, op::ACTION, &[("phase2_url", url)], data)
+            .call_first_phase(
+                url,
+                &branch_id,
+                op::ACTION,
+                &[("phase2_url", url)],
+                body.into(),
+            )
             .await
     }
 }
@@ -193,22 +208,15 @@ impl XaLocal {
             )));
         }
         let value = busi(conn).await?;
-        #[derive(Serialize)]
-        struct Register<'a> {
-            gid: &'a str,
-            trans_type: &'static str,
-            branch_id: &'a str,
-            url: &'a str,
-        }
-        let register = Register {
+        let register = Registration {
             gid: &params.gid,
             trans_type: "xa",
             branch_id: &params.branch_id,
-            url: phase2_url,
+            op: op::ACTION,
+            urls: &[("url", phase2_url)],
+            payload: None,
         };
-        client
-            .post_json("registerBranch", &params.gid, &register)
-            .await?;
+        client.register_branch(&register).await?;
         conn.query_drop(format!("XA END {xid}")).await?;
         conn.query_drop(format!("XA PREPARE {xid}")).await?;
         Ok(value)

@@ -4,6 +4,8 @@
 
 mod barrier;
 mod client;
+#[cfg(feature = "grpc")]
+mod grpc;
 mod harness;
 mod msg;
 mod saga;

@@ -4,10 +4,11 @@
 mod at;
 mod dtm;
 mod dtm_grpc;
+mod dtm_grpc_python;
 mod dtm_python;
 mod durability;
-mod hardening;
 mod ha;
+mod hardening;
 mod shop;
 mod spread;
 mod tc;

@@ -73,34 +73,47 @@ async fn branch(
     Query(q): Query<BranchQuery>,
     body: Bytes,
 ) -> StatusCode {
-    let c = &st.calls;
     if method == axum::http::Method::GET {
-        c.gets.fetch_add(1, Ordering::Relaxed);
+        st.calls.gets.fetch_add(1, Ordering::Relaxed);
     }
-    if body.as_ref() != PAYLOAD.as_bytes() || q.gid.is_empty() || q.branch_id.is_empty() {
-        c.malformed.fetch_add(1, Ordering::Relaxed);
-    }
-    if name.ends_with("Compensate") {
-        c.compensations.fetch_add(1, Ordering::Relaxed);
-    } else {
-        c.actions.fetch_add(1, Ordering::Relaxed);
-        if q.branch_id == st.last_branch && (q.op.is_empty() || q.op == "action") {
-            let waiter = st.waiters.lock().ok().and_then(|mut w| w.remove(&q.gid));
-            if let Some(tx) = waiter {
-                let _ = tx.send(());
+    st.record(&name, &body, &q.gid, &q.branch_id, &q.op);
+    StatusCode::OK
+}
+
+impl Branches {
+    /// Counts one call of the endpoint `name` (over HTTP or gRPC) and wakes the worker waiting
+    /// for the last action of `gid`.
+    pub fn record(&self, name: &str, body: &[u8], gid: &str, branch_id: &str, op: &str) {
+        let c = &self.calls;
+        if body != PAYLOAD.as_bytes() || gid.is_empty() || branch_id.is_empty() {
+            c.malformed.fetch_add(1, Ordering::Relaxed);
+        }
+        if name.ends_with("Compensate") {
+            c.compensations.fetch_add(1, Ordering::Relaxed);
+        } else {
+            c.actions.fetch_add(1, Ordering::Relaxed);
+            if branch_id == self.last_branch && (op.is_empty() || op == "action") {
+                let waiter = self.waiters.lock().ok().and_then(|mut w| w.remove(gid));
+                if let Some(tx) = waiter {
+                    let _ = tx.send(());
+                }
             }
         }
     }
-    StatusCode::OK
+
+    /// The state for `steps` steps, not serving yet.
+    pub fn new(steps: usize) -> Arc<Branches> {
+        Arc::new(Branches {
+            last_branch: format!("{steps:02}"),
+            ..Branches::default()
+        })
+    }
 }
 
 /// Starts the branch server; returns its state and the base URL of the branch endpoints
 /// (`http://127.0.0.1:PORT/busi`).
 pub async fn start(steps: usize) -> anyhow::Result<(Arc<Branches>, String)> {
-    let st = Arc::new(Branches {
-        last_branch: format!("{steps:02}"),
-        ..Branches::default()
-    });
+    let st = Branches::new(steps);
     let app = Router::new()
         .route("/busi/{name}", any(branch))
         .with_state(st.clone());

@@ -1,15 +1,18 @@
-//! `dtm-bench`: closed-loop load on a DTM-compatible coordinator's HTTP API (`/api/dtmsvr`).
+//! `dtm-bench`: closed-loop load on a DTM-compatible coordinator's HTTP API (`/api/dtmsvr`) or,
+//! with `--proto grpc`, its gRPC API (`dtmgimp.Dtm` at `--grpc`, submits with `WaitResult`
+//! through `seata-dtm`, branches as an in-process tonic service; see [`grpc`]).
 //!
 //! `--concurrency` workers each submit a saga of `--steps` steps (action + compensate URL each,
 //! payload `{"amount":30}`), wait until it is done, and start the next one. The branches are
 //! answered 200 by an in-process axum server on 127.0.0.1:0. After the run a sample of the
 //! transactions is read back with `GET query?gid=` and must have ended `succeed` with every
 //! action succeeded and no compensation called. Prints one line:
-//! `api=.. wait=.. tx_per_s=.. p50_ms=.. p99_ms=.. errors=.. verified=ok/n sagas_total=..`
+//! `proto=.. api=.. wait=.. tx_per_s=.. p50_ms=.. p99_ms=.. errors=.. verified=ok/n sagas_total=..`
 //! (`sagas_total` counts the warm-up too; the exit code is 2 when a checked saga was wrong).
 
 mod api;
 mod branches;
+mod grpc;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,9 +32,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "dtm-bench", version, about)]
 struct Args {
-    /// Base URL of the coordinator's API.
+    /// Base URL of the coordinator's HTTP API (submits with `--proto http`; `query` always).
     #[arg(long, default_value = "http://127.0.0.1:36789/api/dtmsvr")]
     dtm: String,
+    /// The API sagas are submitted through (and the protocol of their branches).
+    #[arg(long, value_enum, default_value_t = Proto::Http)]
+    proto: Proto,
+    /// `host:port` of the coordinator's gRPC API (`--proto grpc`).
+    #[arg(long, default_value = "127.0.0.1:36790")]
+    grpc: String,
     /// Sagas in flight.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -58,9 +67,19 @@ struct Args {
     tx_timeout: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Proto {
+    /// DTM's HTTP API, HTTP branches.
+    Http,
+    /// DTM's gRPC API (`WaitResult`), gRPC branches.
+    Grpc,
+}
+
 /// Shared by the workers.
 #[derive(Debug)]
 struct Ctx {
+    /// The gRPC client (`--proto grpc`).
+    grpc: Option<seata_dtm::DtmClient>,
     http: reqwest::Client,
     base: String,
     busi: String,
@@ -120,6 +139,20 @@ fn fail(kind: impl Into<String>, detail: impl std::fmt::Display) -> Failure {
 
 /// Submits one saga and returns once it is done.
 async fn one_saga(ctx: &Ctx, gid: &str) -> Result<(), Failure> {
+    if let Some(dtm) = &ctx.grpc {
+        return grpc::submit(dtm, gid, &ctx.busi, ctx.steps)
+            .await
+            .map_err(|e| {
+                let kind = if e.is_failure() {
+                    "submit_failure"
+                } else if e.is_ongoing() {
+                    "submit_ongoing"
+                } else {
+                    "submit_grpc"
+                };
+                fail(kind, e)
+            });
+    }
     let wait_result = ctx.wait == Wait::Result;
     let body = api::submit_body(ctx.api, gid, &ctx.busi, ctx.steps, wait_result);
     let last_action = (!wait_result).then(|| ctx.branches.wait_for(gid));
@@ -214,8 +247,23 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot reach {base}"))?;
     let probe = (probe.status().as_u16(), probe.bytes().await?.to_vec());
     let (api, wait) = resolve(&args, probe)?;
-    let (branches, busi) = branches::start(args.steps).await?;
+    let (grpc, branches, busi) = match args.proto {
+        Proto::Http => {
+            let (branches, busi) = branches::start(args.steps).await?;
+            (None, branches, busi)
+        }
+        Proto::Grpc => {
+            if api != Api::Dtm || wait != Wait::Result {
+                anyhow::bail!("--proto grpc needs a DTM-compatible server and --wait result");
+            }
+            let branches = Branches::new(args.steps);
+            let busi = grpc::start(branches.clone()).await?;
+            let dtm = seata_dtm::DtmClient::grpc(&args.grpc)?;
+            (Some(dtm), branches, busi)
+        }
+    };
     let ctx = Arc::new(Ctx {
+        grpc,
         http,
         base,
         busi,
@@ -299,8 +347,13 @@ async fn main() -> anyhow::Result<()> {
     } else {
         "wait_result"
     };
+    let proto = if args.proto == Proto::Grpc {
+        "grpc"
+    } else {
+        "http"
+    };
     println!(
-        "api={api_name} wait={wait_name} tx_per_s={:.0} p50_ms={:.2} p99_ms={:.2} errors={error_count} verified={ok}/{checked} sagas_total={}",
+        "proto={proto} api={api_name} wait={wait_name} tx_per_s={:.0} p50_ms={:.2} p99_ms={:.2} errors={error_count} verified={ok}/{checked} sagas_total={}",
         all.len() as f64 / args.duration as f64,
         ms(0.5),
         ms(0.99),
