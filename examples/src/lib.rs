@@ -1,6 +1,9 @@
 //! Shared pieces of the examples: creating the example databases (each with Seata 1.2's
 //! `undo_log` table, at-mode.md 1), waiting for phase two to clean up, and logging setup.
 //! The AT-mode logic itself lives in `seata-rm`; nothing here is needed to use it.
+//! [`bank`] holds the `transfer` example's banks in each mode (AT, TCC, XA).
+
+pub mod bank;
 
 use std::time::Duration;
 

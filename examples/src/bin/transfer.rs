@@ -1,15 +1,25 @@
-//! `transfer`: money moves between two banks, each its own MySQL database and AT resource, in
-//! global transactions coordinated by a running `seata-tc`.
+//! `transfer`: money moves between two banks, each its own MySQL database, in global
+//! transactions coordinated by a running `seata-tc`. `--mode` picks how the banks take part:
 //!
-//! Each transfer debits an account in one bank and credits one in the other through the AT
-//! proxy, inside `TmClient::run`. A transfer that would overdraw its source is rolled back
-//! (the closure returns `Err`), as is a random share (`--fail-percent`) to exercise global
-//! rollback. At the end it prints throughput and latency, waits for phase two to delete the
-//! undo logs, and checks that the money across both banks is what it was at the start.
+//! | mode | bank A | bank B |
+//! |---|---|---|
+//! | `at` (default) | AT data source | AT data source |
+//! | `tcc` | fenced TCC debit/credit actions | the same |
+//! | `xa` | XA data source | XA data source |
+//! | `mixed` | AT data source | fenced TCC actions |
+//!
+//! Each transfer debits an account in one bank and credits one in the other inside
+//! `TmClient::run`: an UPDATE through the AT proxy or inside an XA branch, or a TCC action
+//! (debit freezes the amount and confirm/cancel settles it; credit books it as incoming).
+//! A transfer that would overdraw its source is rolled back (the closure returns `Err`), as is
+//! a random share (`--fail-percent`) to exercise global rollback. At the end it prints
+//! throughput and latency, waits for phase two to finish (no undo logs, nothing frozen or
+//! incoming, no XA branch prepared) and checks that the money across both banks is what it
+//! was at the start. The bank code is in `seata_examples::bank`.
 //!
 //! ```sh
 //! cargo run --release -p seata-tc -- --listen 127.0.0.1:8091 --store memory &
-//! cargo run --release -p seata-examples --bin transfer -- \
+//! cargo run --release -p seata-examples --bin transfer -- --mode tcc \
 //!     --tc 127.0.0.1:8091 --mysql mysql://root@127.0.0.1:3306 --workers 16 --transfers 2000
 //! ```
 
@@ -19,14 +29,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use mysql_async::prelude::Queryable;
-use mysql_async::Pool;
+use seata_examples::bank::{Bank, Kind, Refused, ACCOUNT_DDL};
 use seata_examples::{db_opts, drop_database, init_tracing, recreate_database, server_opts};
-use seata_rm::at::{AtConfig, DataSourceProxy};
 use seata_rm::client::{RmClient, RmClientConfig};
 use seata_tm::{TmClient, TmConfig, TxError};
 
-/// Two-bank money transfer over AT mode.
+/// Two-bank money transfer in AT, TCC, XA or mixed mode.
 #[derive(Debug, Parser)]
 #[command(name = "transfer", about)]
 struct Args {
@@ -36,6 +44,9 @@ struct Args {
     /// MySQL server URL (no database: the example creates its own).
     #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
     mysql: String,
+    /// How the banks take part: AT, TCC or XA both, or mixed (bank A AT, bank B TCC).
+    #[arg(long, value_enum, default_value_t = Mode::At)]
+    mode: Mode,
     /// Concurrent workers, each running one transfer at a time.
     #[arg(long, default_value_t = 16)]
     workers: usize,
@@ -48,44 +59,57 @@ struct Args {
     /// Opening balance of every account.
     #[arg(long, default_value_t = 1000)]
     opening: i64,
-    /// Share of transfers (%) that fail on purpose after both updates, to be rolled back.
+    /// Share of transfers (%) that fail on purpose after both legs, to be rolled back.
     #[arg(long, default_value_t = 10)]
     fail_percent: u32,
+    /// The banks' databases are `<prefix>_bank_a` and `<prefix>_bank_b`.
+    #[arg(long, default_value = "seata_example")]
+    db_prefix: String,
+    /// How long to wait at the end for phase two to leave nothing behind (seconds).
+    #[arg(long, default_value_t = 30)]
+    settle_secs: u64,
     /// Keep the two databases afterwards (they are dropped by default).
     #[arg(long)]
     keep: bool,
-    /// Baseline: the same updates as two plain local transactions, without Seata (not atomic
-    /// across the banks; shows what MySQL alone sustains on this machine).
+    /// Baseline (`--mode at` only): the same updates as two plain local transactions,
+    /// without Seata (not atomic across the banks; shows what MySQL alone sustains here).
     #[arg(long)]
     no_seata: bool,
 }
 
-const BANKS: [&str; 2] = ["seata_example_bank_a", "seata_example_bank_b"];
-const MOVE: &str = "UPDATE account SET balance = balance + ? WHERE id = ?";
-
-/// Why a transfer was rolled back on purpose.
-#[derive(Debug)]
-enum Refused {
-    Overdrawn,
-    Injected,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    At,
+    Tcc,
+    Xa,
+    Mixed,
 }
 
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Refused::Overdrawn => "insufficient funds",
-            Refused::Injected => "injected failure",
-        })
+impl Mode {
+    fn kinds(self) -> [Kind; 2] {
+        match self {
+            Mode::At => [Kind::At, Kind::At],
+            Mode::Tcc => [Kind::Tcc, Kind::Tcc],
+            Mode::Xa => [Kind::Xa, Kind::Xa],
+            Mode::Mixed => [Kind::At, Kind::Tcc],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::At => "at",
+            Mode::Tcc => "tcc",
+            Mode::Xa => "xa",
+            Mode::Mixed => "mixed",
+        }
     }
 }
 
-impl std::error::Error for Refused {}
-
 /// One transfer of `amount` from `from` (in bank `from_bank`) to `to` (in the other bank).
-/// Bank A is always updated first, so two transfers never wait on each other's global row
-/// locks in a cycle.
+/// Bank A is always moved first, so two transfers never wait on each other's row locks (AT's
+/// global ones, XA's held until phase two) in a cycle.
 async fn transfer(
-    banks: &[DataSourceProxy; 2],
+    banks: &[Bank; 2],
     from_bank: usize,
     from: usize,
     to: usize,
@@ -97,22 +121,8 @@ async fn transfer(
     } else {
         (to, from, amount)
     };
-    let mut conn_a = banks[0].get_conn().await?;
-    conn_a.exec_drop(MOVE, (delta_a, a)).await?;
-    let mut conn_b = banks[1].get_conn().await?;
-    conn_b.exec_drop(MOVE, (-delta_a, b)).await?;
-    // Plain SELECTs pass through the proxy; this reads our own phase-one write.
-    let source = if from_bank == 0 {
-        &mut conn_a
-    } else {
-        &mut conn_b
-    };
-    let left: Option<i64> = source
-        .exec_first("SELECT balance FROM account WHERE id = ?", (from,))
-        .await?;
-    if left.unwrap_or(0) < 0 {
-        return Err(Refused::Overdrawn.into());
-    }
+    banks[0].apply(a, delta_a).await?;
+    banks[1].apply(b, -delta_a).await?;
     if inject_failure {
         return Err(Refused::Injected.into());
     }
@@ -129,7 +139,7 @@ struct Counts {
 
 async fn worker(
     tm: &TmClient,
-    banks: &[DataSourceProxy; 2],
+    banks: &[Bank; 2],
     args: &Args,
     next: &AtomicUsize,
     counts: &Counts,
@@ -171,14 +181,6 @@ async fn worker(
     Ok(latency)
 }
 
-async fn total(pool: &Pool) -> anyhow::Result<i64> {
-    let mut conn = pool.get_conn().await?;
-    let sum: Option<i64> = conn
-        .query_first("SELECT CAST(SUM(balance) AS SIGNED) FROM account")
-        .await?;
-    Ok(sum.unwrap_or(0))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     init_tracing();
@@ -187,15 +189,20 @@ async fn main() -> anyhow::Result<()> {
         args.workers > 0 && args.accounts > 0,
         "--workers and --accounts must be > 0"
     );
+    ensure!(
+        !args.no_seata || args.mode == Mode::At,
+        "--no-seata is a baseline for --mode at only (a TCC action outside a global \
+         transaction only runs its prepare)"
+    );
     let server = server_opts(&args.mysql)?;
     let rows = (0..args.accounts)
-        .map(|i| format!("({i}, {})", args.opening))
+        .map(|i| format!("({i}, {}, 0, 0)", args.opening))
         .collect::<Vec<_>>()
         .join(", ");
-    let table = "CREATE TABLE account (id INT PRIMARY KEY, balance BIGINT NOT NULL)";
     let insert = format!("INSERT INTO account VALUES {rows}");
-    for bank in BANKS {
-        recreate_database(&server, bank, &[table, &insert]).await?;
+    let dbs = ["a", "b"].map(|b| format!("{}_bank_{b}", args.db_prefix));
+    for db in &dbs {
+        recreate_database(&server, db, &[ACCOUNT_DDL, &insert]).await?;
     }
 
     let tm = TmClient::connect(TmConfig::new("transfer-example", vec![args.tc.clone()]))
@@ -207,13 +214,12 @@ async fn main() -> anyhow::Result<()> {
     ))
     .await
     .context("RM cannot reach seata-tc")?;
-    let at = rm.at(AtConfig::default())?;
+    // XA holds a connection per prepared branch until phase two: one per worker is enough.
     let pool_size = args.workers + 2;
+    let [kind_a, kind_b] = args.mode.kinds();
     let banks = [
-        rm.at_data_source(&at, db_opts(&server, BANKS[0], pool_size)?)
-            .await?,
-        rm.at_data_source(&at, db_opts(&server, BANKS[1], pool_size)?)
-            .await?,
+        Bank::open(&rm, kind_a, &dbs[0], db_opts(&server, &dbs[0], pool_size)?).await?,
+        Bank::open(&rm, kind_b, &dbs[1], db_opts(&server, &dbs[1], pool_size)?).await?,
     ];
     let expected = 2 * args.accounts as i64 * args.opening;
 
@@ -231,8 +237,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "mode={} transfers={} workers={} elapsed_s={:.2} tx_per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
-        if args.no_seata { "no-seata" } else { "global" },
+        "mode={} banks={}+{} transfers={} workers={} elapsed_s={:.2} tx_per_s={:.0} \
+         p50_ms={:.2} p99_ms={:.2}",
+        if args.no_seata {
+            "no-seata"
+        } else {
+            args.mode.name()
+        },
+        banks[0].mode(),
+        banks[1].mode(),
         args.transfers,
         args.workers,
         elapsed.as_secs_f64(),
@@ -249,16 +262,24 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let mut sum = 0;
-    for bank in &banks {
-        seata_examples::wait_undo_log_empty(bank.pool(), Duration::from_secs(30)).await?;
-        sum += total(bank.pool()).await?;
+    let settle = Duration::from_secs(args.settle_secs);
+    for (bank, db) in banks.iter().zip(&dbs) {
+        bank.settle(&args.tc, settle).await?;
+        sum += bank.total().await?;
+        if let Bank::Tcc(t) = bank {
+            let [tried, committed, rollbacked, suspended] = t.fence_rows().await?;
+            println!(
+                "fence {db}: tried={tried} committed={committed} rollbacked={rollbacked} \
+                 suspended={suspended}"
+            );
+        }
     }
     for bank in &banks {
         bank.pool().clone().disconnect().await?;
     }
     if !args.keep {
-        for bank in BANKS {
-            drop_database(&server, bank).await?;
+        for db in &dbs {
+            drop_database(&server, db).await?;
         }
     }
     if args.no_seata {
@@ -270,6 +291,9 @@ async fn main() -> anyhow::Result<()> {
         sum == expected,
         "invariant violated: the banks hold {sum}, expected {expected}"
     );
-    println!("invariant ok: total {sum} unchanged, no undo_log rows left");
+    println!(
+        "invariant ok: total {sum} unchanged; nothing frozen, incoming, in undo_log or \
+         prepared"
+    );
     Ok(())
 }

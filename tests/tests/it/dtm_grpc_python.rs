@@ -8,15 +8,13 @@
 //! `scripts/python-env.sh` themselves.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 use seata_it::dtm::{branch_rows, rows, Dtm};
+use seata_it::python::run_py;
 use seata_it::tc::TcProcess;
 use serde_json::Value;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -26,93 +24,6 @@ use tonic::Status;
 
 /// Deadline of one Python program.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The venv's python: `SEATA_TEST_PYTHON`, else what `scripts/python-env.sh` prints last.
-fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        if let Some(p) = std::env::var_os("SEATA_TEST_PYTHON").filter(|p| !p.is_empty()) {
-            return p.into();
-        }
-        let script = workspace().join("scripts").join("python-env.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{} failed ({}):\n{}\n{stdout}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = stdout.lines().rev().find(|l| !l.trim().is_empty());
-        PathBuf::from(path.expect("python-env.sh printed no python path").trim())
-    })
-}
-
-/// Runs `tests/py/<script> DTM BUSI` to completion and returns the JSON line it printed.
-async fn run_py(script: &str, dtm: &str, busi: &str) -> Value {
-    let program = workspace().join("tests").join("py").join(script);
-    let args = [dtm.to_owned(), busi.to_owned()];
-    let what = format!("{script} {}", args.join(" "));
-    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(python())
-            .arg(&program)
-            .args(&args)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
-        let read = |mut r: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = r.read_to_string(&mut s);
-                s
-            })
-        };
-        let out = read(Box::new(child.stdout.take().expect("piped stdout")));
-        let err = read(Box::new(child.stderr.take().expect("piped stderr")));
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for python") {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        (
-            status,
-            out.join().unwrap_or_default(),
-            err.join().unwrap_or_default(),
-        )
-    })
-    .await
-    .expect("python runner");
-    let Some(status) = status else {
-        panic!("{what} did not finish within {WAIT:?}; stdout:\n{stdout}\nstderr:\n{stderr}");
-    };
-    assert!(
-        status.success(),
-        "{what} failed ({status}); stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    let line = stdout.lines().rev().find(|l| !l.trim().is_empty());
-    serde_json::from_str(line.unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{what} printed no JSON line ({e}); stdout:\n{stdout}"))
-}
 
 // ---------------------------------------------------------------------------------------------
 // The branch service
@@ -297,7 +208,7 @@ impl Env {
     }
 
     async fn run(&self, script: &str) -> (String, Value) {
-        let out = run_py(script, self.tc.grpc_addr(), &self.busi()).await;
+        let out = run_py(script, &[self.tc.grpc_addr(), &self.busi()], WAIT).await;
         let gid = out["gid"].as_str().expect("gid").to_owned();
         (gid, out)
     }

@@ -8,16 +8,14 @@
 //! `scripts/python-env.sh` themselves, so a bare `cargo test` works too.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::Router;
+use seata_it::python::run_py;
 use seata_it::tc::TcProcess;
 use serde_json::{json, Value};
 
@@ -25,95 +23,9 @@ use serde_json::{json, Value};
 /// server's cron) and for one Python program to run.
 const WAIT: Duration = Duration::from_secs(60);
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The venv's python: `SEATA_TEST_PYTHON`, else what `scripts/python-env.sh` prints last
-/// (it creates the venv on first use).
-fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        if let Some(p) = std::env::var_os("SEATA_TEST_PYTHON").filter(|p| !p.is_empty()) {
-            return p.into();
-        }
-        let script = workspace().join("scripts").join("python-env.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{} failed ({}):\n{}\n{stdout}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = stdout.lines().rev().find(|l| !l.trim().is_empty());
-        PathBuf::from(path.expect("python-env.sh printed no python path").trim())
-    })
-}
-
-/// Runs `tests/py/<script> DTM BUSI [mode]` to completion and returns the JSON line it printed.
-async fn run_py(script: &str, dtm: &str, busi: &str, mode: &str) -> Value {
-    let program = workspace().join("tests").join("py").join(script);
-    let mut args = vec![dtm.to_owned(), busi.to_owned()];
-    if !mode.is_empty() {
-        args.push(mode.to_owned());
-    }
-    let what = format!("{script} {}", args.join(" "));
-    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(python())
-            .arg(&program)
-            .args(&args)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
-        let read = |mut r: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = r.read_to_string(&mut s);
-                s
-            })
-        };
-        let out = read(Box::new(child.stdout.take().expect("piped stdout")));
-        let err = read(Box::new(child.stderr.take().expect("piped stderr")));
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for python") {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        (
-            status,
-            out.join().unwrap_or_default(),
-            err.join().unwrap_or_default(),
-        )
-    })
-    .await
-    .expect("python runner");
-    let Some(status) = status else {
-        panic!("{what} did not finish within {WAIT:?}; stdout:\n{stdout}\nstderr:\n{stderr}");
-    };
-    assert!(
-        status.success(),
-        "{what} failed ({status}); stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    let line = stdout.lines().rev().find(|l| !l.trim().is_empty());
-    serde_json::from_str(line.unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{what} printed no JSON line ({e}); stdout:\n{stdout}"))
+/// Runs `tests/py/<script> DTM BUSI MODE`.
+async fn run_py_mode(script: &str, dtm: &str, busi: &str, mode: &str) -> Value {
+    run_py(script, &[dtm, busi, mode], WAIT).await
 }
 
 /// One call a branch service received.
@@ -328,7 +240,7 @@ fn assert_transaction(q: &Value, gid: &str, trans_type: &str, status: &str) {
 async fn dtmcli_saga_commits() {
     let (_tc, dtm) = dtm_server();
     let busi = Busi::start(&[]).await;
-    let out = run_py("saga.py", &dtm, busi.url(), "sequential").await;
+    let out = run_py_mode("saga.py", &dtm, busi.url(), "sequential").await;
     let gid = gid_of(&out);
 
     let q = wait_final(&dtm, &gid).await;
@@ -352,7 +264,7 @@ async fn dtmcli_saga_commits() {
 async fn dtmcli_saga_rolls_back_when_an_action_answers_409() {
     let (_tc, dtm) = dtm_server();
     let busi = Busi::start(&[("TransIn", 409)]).await;
-    let out = run_py("saga.py", &dtm, busi.url(), "sequential").await;
+    let out = run_py_mode("saga.py", &dtm, busi.url(), "sequential").await;
     let gid = gid_of(&out);
 
     let q = wait_final(&dtm, &gid).await;
@@ -390,7 +302,7 @@ async fn dtmcli_saga_rolls_back_when_an_action_answers_409() {
 async fn dtmcli_concurrent_saga_keeps_its_branch_orders() {
     let (_tc, dtm) = dtm_server();
     let busi = Busi::start(&[]).await;
-    let out = run_py("saga.py", &dtm, busi.url(), "concurrent").await;
+    let out = run_py_mode("saga.py", &dtm, busi.url(), "concurrent").await;
     let gid = gid_of(&out);
 
     let q = wait_final(&dtm, &gid).await;
@@ -418,7 +330,7 @@ const MSG_ACTIONS: [&str; 2] = ["POST TransOut 01/action", "POST TransIn 02/acti
 async fn dtmcli_msg_prepare_then_submit_runs_the_actions() {
     let (_tc, dtm) = dtm_server();
     let busi = Busi::start(&[]).await;
-    let out = run_py("msg.py", &dtm, busi.url(), "submit").await;
+    let out = run_py_mode("msg.py", &dtm, busi.url(), "submit").await;
     let gid = gid_of(&out);
 
     let q = wait_final(&dtm, &gid).await;
@@ -435,7 +347,7 @@ async fn dtmcli_msg_prepare_then_submit_runs_the_actions() {
 async fn dtmcli_msg_left_prepared_is_submitted_when_query_prepared_says_committed() {
     let (_tc, dtm) = dtm_server();
     let busi = Busi::start(&[]).await;
-    let out = run_py("msg.py", &dtm, busi.url(), "prepare-only").await;
+    let out = run_py_mode("msg.py", &dtm, busi.url(), "prepare-only").await;
     let gid = gid_of(&out);
 
     let q = wait_final(&dtm, &gid).await;
@@ -450,7 +362,7 @@ async fn dtmcli_msg_left_prepared_is_submitted_when_query_prepared_says_committe
 async fn dtmcli_msg_left_prepared_fails_when_query_prepared_answers_409() {
     let (_tc, dtm) = dtm_server();
     let busi = Busi::start(&[("QueryPrepared", 409)]).await;
-    let out = run_py("msg.py", &dtm, busi.url(), "prepare-only").await;
+    let out = run_py_mode("msg.py", &dtm, busi.url(), "prepare-only").await;
     let gid = gid_of(&out);
 
     let q = wait_final(&dtm, &gid).await;
@@ -465,7 +377,7 @@ async fn dtmcli_msg_left_prepared_fails_when_query_prepared_answers_409() {
 async fn dtmcli_msg_do_and_submit_runs_the_actions() {
     let (_tc, dtm) = dtm_server();
     let busi = Busi::start(&[]).await;
-    let out = run_py("msg.py", &dtm, busi.url(), "do-and-submit").await;
+    let out = run_py_mode("msg.py", &dtm, busi.url(), "do-and-submit").await;
     let gid = gid_of(&out);
 
     let q = wait_final(&dtm, &gid).await;
@@ -479,7 +391,7 @@ async fn dtmcli_msg_do_and_submit_runs_the_actions() {
 async fn dtmcli_msg_do_and_submit_aborts_when_the_local_transaction_was_lost() {
     let (_tc, dtm) = dtm_server();
     let busi = Busi::start(&[("QueryPrepared", 409)]).await;
-    let out = run_py("msg.py", &dtm, busi.url(), "do-and-submit-error").await;
+    let out = run_py_mode("msg.py", &dtm, busi.url(), "do-and-submit-error").await;
     let gid = gid_of(&out);
     assert_eq!(out["raised"], "local transaction lost", "{out}");
 
@@ -499,7 +411,7 @@ async fn dtmcli_msg_do_and_submit_aborts_when_the_local_transaction_was_lost() {
 async fn dtmcli_tcc_confirms_in_reverse_order() {
     let (_tc, dtm) = dtm_server();
     let busi = Busi::start(&[]).await;
-    let out = run_py("tcc.py", &dtm, busi.url(), "normal").await;
+    let out = run_py_mode("tcc.py", &dtm, busi.url(), "normal").await;
     let gid = gid_of(&out);
     assert_eq!(out["returned"], gid.as_str(), "{out}");
 
@@ -531,7 +443,7 @@ async fn dtmcli_tcc_confirms_in_reverse_order() {
 async fn dtmcli_tcc_cancels_when_a_try_answers_409() {
     let (_tc, dtm) = dtm_server();
     let busi = Busi::start(&[("TransInTry", 409)]).await;
-    let out = run_py("tcc.py", &dtm, busi.url(), "normal").await;
+    let out = run_py_mode("tcc.py", &dtm, busi.url(), "normal").await;
     let gid = gid_of(&out);
     assert_eq!(out["returned"], "", "{out}");
 
@@ -561,7 +473,7 @@ const TCC_CANCELLED: [&str; 4] = [
 async fn dtmcli_tcc_cancels_when_the_initiator_raises() {
     let (_tc, dtm) = dtm_server();
     let busi = Busi::start(&[]).await;
-    let out = run_py("tcc.py", &dtm, busi.url(), "raise").await;
+    let out = run_py_mode("tcc.py", &dtm, busi.url(), "raise").await;
     let gid = gid_of(&out);
     assert_eq!(out["returned"], "", "{out}");
 

@@ -14,4 +14,5 @@ mod spread;
 mod tc;
 mod tcc;
 mod tm;
+mod transfer_modes;
 mod xa;
