@@ -424,17 +424,31 @@ impl Dispatcher {
                     .await;
                 (TxResult::success(), status)
             }
-            (t, _) => (
-                TxResult::failed(
-                    TransactionExceptionCode::Unknown,
-                    format!("no {t} resource manager in this RM for {resource_id}"),
-                ),
-                if commit {
-                    BranchStatus::PhaseTwoCommitFailedRetryable
+            (t, _) => {
+                // The AT manager is held weakly (it holds this client): an application that
+                // dropped the `Arc` from `RmClient::at` can no longer finish its branches.
+                let hint = if t == BranchType::At {
+                    "; keep the Arc<AtResourceManager> returned by RmClient::at alive for as \
+                     long as the service runs"
                 } else {
-                    BranchStatus::PhaseTwoRollbackFailedRetryable
-                },
-            ),
+                    "; register the resource on this RM before the TC needs it"
+                };
+                warn!(
+                    xid,
+                    branch_id, resource_id, "phase two for a resource this RM does not serve{hint}"
+                );
+                (
+                    TxResult::failed(
+                        TransactionExceptionCode::Unknown,
+                        format!("no {t} resource manager in this RM for {resource_id}{hint}"),
+                    ),
+                    if commit {
+                        BranchStatus::PhaseTwoCommitFailedRetryable
+                    } else {
+                        BranchStatus::PhaseTwoRollbackFailedRetryable
+                    },
+                )
+            }
         }
     }
 }
