@@ -1,4 +1,5 @@
-//! With the `grpc` feature: generates the client of DTM's `dtmgimp.Dtm` from `proto/` and the
+//! With the `grpc` feature: generates the client of DTM's `dtmgimp.Dtm` and of etcd's `KV.Range`
+//! (`etcd://` server URLs) from `proto/` and the
 //! tests' branch service `busi.Busi` from `tests/proto/` (integration tests cannot have a build
 //! script of their own) with protox, a protobuf compiler written in Rust, so a plain
 //! `cargo build` needs no system `protoc`.
@@ -13,6 +14,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build_server(false)
             .build_client(true)
             .compile_fds(dtm)?;
+        let etcd = protox::compile(["etcd.proto"], ["proto"])?;
+        tonic_prost_build::configure()
+            .build_server(false)
+            .build_client(true)
+            .compile_fds(etcd)?;
         let busi = protox::compile(["busi.proto"], ["tests/proto"])?;
         tonic_prost_build::configure()
             .build_server(true)

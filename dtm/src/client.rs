@@ -29,7 +29,9 @@ const MESSAGE_CAP: usize = 512;
 ///
 /// The URL picks the transport: `http://…/api/dtmsvr` (or `https://`) is DTM's HTTP API;
 /// `grpc://host:port`, or a bare `host:port` as DTM's `dtmgrpc` takes it, is its gRPC service
-/// `dtmgimp.Dtm` (feature `grpc`, see [`crate::grpc`]). Every initiator works over both. Branch
+/// `dtmgimp.Dtm` (feature `grpc`, see [`crate::grpc`]); `etcd://host:port/dtmservice` is that
+/// service found through etcd, as go-zero finds it (the address registered under
+/// `dtmservice/`, round robin if there are several). Every initiator works over both. Branch
 /// calls this client makes itself (a TCC try, an XA phase one) go by the branch URL instead:
 /// `http(s)://` over HTTP, `host:port/pkg.Service/Method` over gRPC.
 #[derive(Debug, Clone)]
@@ -53,7 +55,8 @@ enum Server {
 impl DtmClient {
     /// A client for the coordinator at `base_url`: `http://127.0.0.1:36789/api/dtmsvr` (a
     /// trailing `/` is ignored) or `grpc://127.0.0.1:36790` / `127.0.0.1:36790`, with
-    /// [`DEFAULT_CALL_TIMEOUT`] per call.
+    /// [`DEFAULT_CALL_TIMEOUT`] per call, or `etcd://127.0.0.1:2379/dtmservice` (the gRPC
+    /// address is looked up in etcd at the first call).
     pub fn new(base_url: impl Into<String>) -> Result<DtmClient, DtmError> {
         let http = reqwest::Client::builder()
             .timeout(DEFAULT_CALL_TIMEOUT)
@@ -207,7 +210,8 @@ impl DtmClient {
     }
 
     /// The `dtm` parameter (HTTP) or `dtm-dtm` metadata (gRPC) of a branch call: the base URL
-    /// of an HTTP server, the `host:port` of a gRPC one (what DTM's gRPC branches dial).
+    /// of an HTTP server, the `host:port` of a gRPC one (what DTM's gRPC branches dial), the
+    /// `etcd://` URL of one found through etcd (as go-zero's branches get it).
     pub(crate) fn dtm_param(&self) -> &str {
         match &self.server {
             Server::Http => &self.base,
@@ -285,11 +289,15 @@ impl DtmClient {
     }
 }
 
-/// A gRPC server from `grpc://host:port` or a bare `host:port`.
+/// A gRPC server from `grpc://host:port`, a bare `host:port` or `etcd://host:port/key`.
 #[cfg(feature = "grpc")]
 fn grpc_server(base: &str) -> Result<Server, DtmError> {
     let authority = match base.split_once("://") {
         Some(("grpc", rest)) => rest,
+        Some(("etcd", rest)) => {
+            let server = crate::grpc::GrpcServer::etcd(rest, DEFAULT_CALL_TIMEOUT)?;
+            return Ok(Server::Grpc(std::sync::Arc::new(server)));
+        }
         None => base,
         Some(_) => return Err(unknown_scheme(base)),
     };
@@ -299,7 +307,7 @@ fn grpc_server(base: &str) -> Result<Server, DtmError> {
 
 #[cfg(not(feature = "grpc"))]
 fn grpc_server(base: &str) -> Result<Server, DtmError> {
-    if base.starts_with("grpc://") || !base.contains("://") {
+    if base.starts_with("grpc://") || base.starts_with("etcd://") || !base.contains("://") {
         return Err(DtmError::invalid(
             format!("server URL {base:?}"),
             "a gRPC server needs seata-dtm's `grpc` feature",
@@ -311,7 +319,8 @@ fn grpc_server(base: &str) -> Result<Server, DtmError> {
 fn unknown_scheme(base: &str) -> DtmError {
     DtmError::invalid(
         format!("server URL {base:?}"),
-        "expected http(s)://host:port/api/dtmsvr, grpc://host:port or host:port",
+        "expected http(s)://host:port/api/dtmsvr, grpc://host:port, host:port or \
+         etcd://host:port/dtmservice",
     )
 }
 

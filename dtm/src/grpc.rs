@@ -41,7 +41,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
@@ -134,43 +134,80 @@ pub(crate) fn split_branch_url(url: &str) -> Result<(&str, PathAndQuery), DtmErr
 // ---------------------------------------------------------------------------------------------
 // The coordinator
 
-/// `dtmgimp.Dtm` at one address; the channel is opened on first use (a tonic channel needs a
-/// running runtime, a constructor may be called outside one) and multiplexes every call.
+/// `dtmgimp.Dtm` at one address, or at the address an etcd has registered under a key. The
+/// channel is opened on first use (a tonic channel needs a running runtime, a constructor may
+/// be called outside one) and multiplexes every call; an etcd-found one is dropped when a call
+/// answers `Unavailable`, so the next call asks etcd again (the coordinator may have moved).
 #[derive(Debug)]
 pub(crate) struct GrpcServer {
-    authority: String,
-    endpoint: Endpoint,
-    channel: OnceLock<Channel>,
+    /// `host:port`, or the `etcd://` URL as given.
+    name: String,
+    call_timeout: Duration,
+    etcd: Option<crate::etcd::EtcdTarget>,
+    channel: Mutex<Option<Channel>>,
 }
 
 impl GrpcServer {
     pub(crate) fn new(authority: &str, call_timeout: Duration) -> Result<GrpcServer, DtmError> {
+        endpoint(authority, call_timeout)?;
         Ok(GrpcServer {
-            endpoint: endpoint(authority, call_timeout)?,
-            authority: authority.to_owned(),
-            channel: OnceLock::new(),
+            name: authority.to_owned(),
+            call_timeout,
+            etcd: None,
+            channel: Mutex::new(None),
         })
     }
 
-    /// `host:port`.
-    pub(crate) fn authority(&self) -> &str {
-        &self.authority
+    /// The coordinator registered in etcd: `rest` is what follows `etcd://` (`host:port/key`,
+    /// several etcd endpoints separated by commas).
+    pub(crate) fn etcd(rest: &str, call_timeout: Duration) -> Result<GrpcServer, DtmError> {
+        Ok(GrpcServer {
+            etcd: Some(crate::etcd::EtcdTarget::parse(rest)?),
+            name: format!("etcd://{rest}"),
+            call_timeout,
+            channel: Mutex::new(None),
+        })
     }
 
-    fn client(&self) -> pb::dtm_client::DtmClient<Channel> {
-        let channel = self
-            .channel
-            .get_or_init(|| self.endpoint.clone().connect_lazy())
-            .clone();
-        pb::dtm_client::DtmClient::new(channel)
+    /// `host:port`, or the `etcd://` URL (what a go-zero branch passes on to `dtmgrpc`).
+    pub(crate) fn authority(&self) -> &str {
+        &self.name
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Option<Channel>> {
+        self.channel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn client(&self) -> Result<pb::dtm_client::DtmClient<Channel>, DtmError> {
+        if let Some(channel) = self.cached().clone() {
+            return Ok(pb::dtm_client::DtmClient::new(channel));
+        }
+        let authority = match &self.etcd {
+            Some(target) => target.resolve().await?,
+            None => self.name.clone(),
+        };
+        let fresh = endpoint(&authority, self.call_timeout)?.connect_lazy();
+        let channel = self.cached().get_or_insert(fresh).clone();
+        Ok(pb::dtm_client::DtmClient::new(channel))
+    }
+
+    /// Forgets an etcd-found channel after `Unavailable`; passes the status on.
+    fn after_error(&self, s: Status) -> Status {
+        if self.etcd.is_some() && s.code() == Code::Unavailable {
+            *self.cached() = None;
+        }
+        s
     }
 
     pub(crate) async fn new_gid(&self) -> Result<String, DtmError> {
         let reply = self
             .client()
+            .await?
             .new_gid(())
             .await
-            .map_err(|s| status_error("NewGid", "", s))?
+            .map_err(|s| status_error("NewGid", "", self.after_error(s)))?
             .into_inner();
         if reply.gid.is_empty() {
             return Err(DtmError::BadAnswer {
@@ -184,7 +221,7 @@ impl GrpcServer {
     /// `Prepare`, `Submit` or `Abort` (by the HTTP endpoint name) with `body`.
     pub(crate) async fn trans(&self, name: &str, body: &TransBody<'_>) -> Result<(), DtmError> {
         let request = dtm_request(body)?;
-        let mut client = self.client();
+        let mut client = self.client().await?;
         let answer = match name {
             "prepare" => client.prepare(request).await,
             "submit" => client.submit(request).await,
@@ -198,7 +235,7 @@ impl GrpcServer {
         };
         answer
             .map(drop)
-            .map_err(|s| status_error(name, body.gid, s))
+            .map_err(|s| status_error(name, body.gid, self.after_error(s)))
     }
 
     pub(crate) async fn register(&self, r: &Registration<'_>) -> Result<(), DtmError> {
@@ -215,10 +252,11 @@ impl GrpcServer {
             busi_payload: r.payload.map(<[u8]>::to_vec).unwrap_or_default(),
         };
         self.client()
+            .await?
             .register_branch(request)
             .await
             .map(drop)
-            .map_err(|s| status_error("registerBranch", r.gid, s))
+            .map_err(|s| status_error("registerBranch", r.gid, self.after_error(s)))
     }
 }
 

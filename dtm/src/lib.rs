@@ -8,7 +8,8 @@
 //! - Branch side for axum ([`branch`]): the [`BranchParams`] extractor and [`BranchError`] /
 //!   [`BranchResult`], which answer 200 / 409 FAILURE / 425 ONGOING / 500.
 //! - gRPC (feature `grpc`, on by default; [`grpc`]): the same initiators over DTM's gRPC API
-//!   when the server URL is `grpc://host:port` ([`DtmClient::grpc`]), gRPC branch URLs
+//!   when the server URL is `grpc://host:port` ([`DtmClient::grpc`]) or
+//!   `etcd://host:port/dtmservice` (go-zero's discovery), gRPC branch URLs
 //!   (`host:port/pkg.Service/Method`) with binary payloads, and for tonic handlers
 //!   [`BranchParams::from_request`] (metadata `dtm-gid`, …) and `Status: From<BranchError>`.
 //! - The sub-transaction barrier ([`barrier`]): [`BranchBarrier`] on `mysql_async`, DTM's table
@@ -26,6 +27,8 @@ pub mod barrier;
 pub mod branch;
 pub mod client;
 pub mod error;
+#[cfg(feature = "grpc")]
+mod etcd;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod msg;

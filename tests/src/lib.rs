@@ -6,6 +6,7 @@
 pub mod clients;
 pub mod db_store;
 pub mod dtm;
+pub mod etcd;
 pub mod mysql;
 pub mod python;
 pub mod tc;

@@ -174,7 +174,14 @@ struct Env {
 
 impl Env {
     async fn start(tag: &str) -> Env {
-        let tc = TcProcess::start_with(&["--store", "memory"]);
+        Env::start_with(tag, &[]).await
+    }
+
+    /// With `args` added to the TC's command line.
+    async fn start_with(tag: &str, args: &[&str]) -> Env {
+        let mut all = vec!["--store", "memory"];
+        all.extend_from_slice(args);
+        let tc = TcProcess::start_with(&all);
         let (db, pool, table) = bank_db(tag).await;
         let bank = Arc::new(Bank {
             pool: pool.clone(),
@@ -292,6 +299,67 @@ async fn grpc_saga_commits_with_binary_payloads() {
     // The query over a gRPC client is refused with a pointer to the HTTP API.
     let err = env.dtm.query(&gid).await.unwrap_err();
     assert!(matches!(err, DtmError::InvalidInput { .. }), "{err}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn an_etcd_server_url_finds_the_tc_registered_there() {
+    let etcd = seata_it::etcd::Etcd::start().await;
+    let env = Env::start_with(
+        "g_etcd",
+        &["--etcd", etcd.addr(), "--etcd-key", "dtmservice"],
+    )
+    .await;
+    let dtm = DtmClient::new(format!("etcd://{}/dtmservice", etcd.addr())).unwrap();
+    assert!(dtm.is_grpc());
+    // The TC registers itself shortly after it starts listening: until then the lookup finds
+    // nothing, which is an `Unavailable` error (not sent), so ask until it answers.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let gid = loop {
+        match dtm.new_gid().await {
+            Ok(gid) => break gid,
+            Err(DtmError::Grpc {
+                code: Code::Unavailable,
+                ..
+            }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(e) => panic!("NewGid through etcd: {e}\nTC log:\n{}", env.tc.log()),
+        }
+    };
+    Saga::new(&dtm, &gid)
+        .add_message(env.url("Debit"), env.url("Debit"), &transfer(A, 30))
+        .add_message(env.url("Credit"), env.url("Credit"), &transfer(B, 30))
+        .options(fast().wait_result(true))
+        .submit()
+        .await
+        .unwrap();
+    let q = env.wait_final(&gid).await;
+    assert_eq!(q.transaction.status, GlobalStatus::Succeed);
+    assert_eq!(env.account(A).await, (70, 0, 0));
+    assert_eq!(env.account(B).await, (130, 0, 0));
+    // Branches learn the server as the initiator named it, as go-zero's branches do.
+    let actions = env.calls(&gid, "debit", "action");
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].gid, gid);
+
+    // A key nobody registered: not sent, and the message names the key and the etcd.
+    let nobody = DtmClient::new(format!("etcd://{}/nobody", etcd.addr())).unwrap();
+    match nobody.new_gid().await {
+        Err(DtmError::Grpc {
+            code: Code::Unavailable,
+            message,
+            ..
+        }) => assert!(message.contains("nobody/"), "{message}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    // Malformed etcd URLs are refused by the constructor.
+    for bad in ["etcd://127.0.0.1:2379", "etcd:///dtmservice"] {
+        assert!(
+            matches!(DtmClient::new(bad), Err(DtmError::InvalidInput { .. })),
+            "{bad}"
+        );
+    }
     env.finish().await;
 }
 

@@ -5,6 +5,7 @@
 mod barrier;
 mod client;
 #[cfg(feature = "grpc")]
+#[cfg(feature = "grpc")]
 mod grpc;
 mod harness;
 mod msg;

@@ -2,7 +2,8 @@
 //! and MariaDB: each mode, with a step refusing a share of the orders and slow handlers, ends
 //! with stock, orders and money consistent; and a saga run whose `stock` service is stopped
 //! before the first order and started again later ends consistent too, every order committed,
-//! because the coordinator retries the branches it could not reach.
+//! because the coordinator retries the branches it could not reach. The gRPC flavour
+//! (`--mode grpc-saga`) finds a TC registered in a test etcd, as a go-zero service would.
 //!
 //! The binary is built by `cargo build --workspace --bins` (as `scripts/test.sh` does) and
 //! found next to `seata-tc`.
@@ -208,6 +209,45 @@ fn shop_saga_survives_stock_service_down_and_restarted() {
     // ... and with nothing refused, every one of them committed once stock was back.
     assert_eq!(run.count("saga", "failed"), 0, "{}", run.stdout);
     assert_eq!(run.count("saga", "ok"), 24, "{}", run.stdout);
+}
+
+use seata_it::etcd;
+
+#[tokio::test]
+async fn shop_grpc_saga_finds_the_tc_through_etcd_and_ends_consistent() {
+    let etcd = etcd::Etcd::start().await;
+    let tc = TcProcess::start_with(&[
+        "--store",
+        "memory",
+        "--etcd",
+        etcd.addr(),
+        "--etcd-key",
+        "dtmservice",
+    ]);
+    let dtm_grpc = format!("etcd://{}/dtmservice", etcd.addr());
+    let run = tokio::task::spawn_blocking(move || {
+        run_shop(
+            &tc,
+            "grpc",
+            &[
+                "--mode",
+                "grpc-saga",
+                "--dtm-grpc",
+                &dtm_grpc,
+                "--fail-step",
+                "stock",
+                "--fail-percent",
+                "30",
+            ],
+        )
+    })
+    .await
+    .expect("the shop run");
+    run.assert_consistent("grpc-saga");
+    // Refusals answered `Aborted` FAILURE and were compensated; the rest committed.
+    assert!(run.count("grpc-saga", "failed") > 0, "{}", run.stdout);
+    assert!(run.count("grpc-saga", "ok") > 0, "{}", run.stdout);
+    assert_eq!(run.count("grpc-saga", "unknown"), 0, "{}", run.stdout);
 }
 
 /// `docs/guide.md` promises that each snippet is an excerpt of a compiled file: every block

@@ -1,7 +1,7 @@
-//! The `shop` front: `POST /saga`, `/tcc` or `/at` with an order places it across `order`,
-//! `stock` and `account` as one global transaction of that mode, and answers with a [`Placed`]:
-//! 200 committed, 409 rolled back, 202 not decided yet (the coordinator is still retrying; the
-//! caller asks it later with the gid).
+//! The `shop` front: `POST /saga`, `/tcc`, `/at` or `/grpc-saga` with an order places it across
+//! `order`, `stock` and `account` as one global transaction of that mode, and answers with a
+//! [`Placed`]: 200 committed, 409 rolled back, 202 not decided yet (the coordinator is still
+//! retrying; the caller asks it later with the gid).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +55,18 @@ pub struct Front {
     pub http: reqwest::Client,
     /// Base URLs of `order`, `stock`, `account`, in the order the flow calls them.
     pub services: [String; 3],
+    /// The gRPC flavour, if started.
+    pub grpc: Option<GrpcSteps>,
+}
+
+/// The saga over gRPC: the coordinator's gRPC API and each service's (action, compensation)
+/// method URLs (`host:port/pkg.Service/Method`), in the order the flow calls them.
+#[derive(Debug, Clone)]
+pub struct GrpcSteps {
+    /// A client made from `grpc://…` or `etcd://…/dtmservice`.
+    pub dtm: DtmClient,
+    /// `(action, compensate)` per service.
+    pub steps: [(String, String); 3],
 }
 
 /// `/saga`, `/tcc`, `/at`.
@@ -63,6 +75,7 @@ pub fn router(front: Front) -> Router {
         .route("/saga", post(saga))
         .route("/tcc", post(tcc))
         .route("/at", post(at))
+        .route("/grpc-saga", post(grpc_saga))
         .with_state(Arc::new(front))
 }
 
@@ -128,6 +141,27 @@ async fn saga(State(front): State<Arc<Front>>, Json(order): Json<OrderRequest>) 
     dtm_outcome(gid, result)
 }
 // ANCHOR_END: saga
+
+/// The saga over gRPC: the same three steps as tonic methods, the order as a protobuf payload,
+/// submitted over DTM's gRPC API.
+async fn grpc_saga(State(front): State<Arc<Front>>, Json(order): Json<OrderRequest>) -> Answer {
+    let Some(grpc) = &front.grpc else {
+        return no_coordinator("--dtm-grpc");
+    };
+    let gid = match grpc.dtm.new_gid().await {
+        Ok(gid) => gid,
+        Err(e) => return answer(String::new(), Outcome::RolledBack, e.to_string()),
+    };
+    let payload = crate::grpc::pb::OrderRequest::from(&order);
+    let mut saga = Saga::new(&grpc.dtm, gid.clone())
+        .retry_interval(RETRY_INTERVAL)
+        .wait_result(true);
+    for (action, compensate) in &grpc.steps {
+        saga = saga.add_message(action, compensate, &payload);
+    }
+    let result = saga.submit().await;
+    dtm_outcome(gid, result)
+}
 
 // ANCHOR: tcc
 /// TCC: try each service (register, then call its try); any error aborts, and the coordinator

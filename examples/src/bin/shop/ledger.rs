@@ -136,6 +136,11 @@ async fn saga(
 }
 // ANCHOR_END: saga_handler
 
+/// The saga step for the gRPC flavour (`grpc.rs`): the same handler, barrier and all.
+pub async fn saga_step(l: Arc<Ledger>, params: BranchParams, order: OrderRequest) -> BranchResult {
+    saga(State(l), params, Json(order)).await
+}
+
 // ANCHOR: tcc_handler
 /// The TCC branch: `try` reserves, `confirm` spends the reservation, `cancel` releases it.
 async fn tcc(

@@ -6,7 +6,11 @@
 //! - `saga` through the DTM HTTP API: actions and compensations;
 //! - `tcc` through the DTM HTTP API: try reserves, confirm spends, cancel releases;
 //! - `at` through the Seata protocol: `seata-tm` begins, the XID travels in `TX_XID`, each
-//!   service writes through the `seata-rm` AT proxy.
+//!   service writes through the `seata-rm` AT proxy;
+//! - `grpc-saga` (`grpc.rs`), the go-zero way: the three services as tonic services too, the
+//!   saga submitted over DTM's gRPC API at `--dtm-grpc` (`grpc://host:port`, or
+//!   `etcd://host:port/dtmservice` to find the coordinator in etcd); `--dtm` (HTTP) is still
+//!   used to ask for final statuses, which DTM's gRPC API cannot.
 //!
 //! Every saga/TCC branch handler runs behind the sub-transaction barrier. Faults on demand: a
 //! step refusing a share of orders (`--fail-step`, `--fail-percent`), slow handlers
@@ -18,12 +22,17 @@
 //! seata-tc --listen 127.0.0.1:8091 --http-listen 127.0.0.1:36789 --store memory &
 //! cargo run -p seata-examples --bin shop -- --tc 127.0.0.1:8091 \
 //!     --dtm http://127.0.0.1:36789/api/dtmsvr --mode all --fail-step stock
+//! # the gRPC flavour, the TC found through etcd:
+//! seata-tc --store memory --etcd 127.0.0.1:2379 --etcd-key dtmservice &
+//! cargo run -p seata-examples --bin shop -- --mode grpc-saga \
+//!     --dtm-grpc etcd://127.0.0.1:2379/dtmservice --fail-step stock
 //! ```
 
 mod account;
 mod db;
 mod fault;
 mod front;
+mod grpc;
 mod ledger;
 mod load;
 mod order;
@@ -44,7 +53,8 @@ use seata_tm::{TmClient, TmConfig};
 
 use crate::db::{Databases, Seed};
 use crate::fault::{Faults, Step};
-use crate::front::Front;
+use crate::front::{Front, GrpcSteps};
+use crate::grpc::GrpcService;
 use crate::load::Batch;
 use crate::service::Service;
 
@@ -61,6 +71,10 @@ struct Args {
     /// The DTM HTTP API base URL (saga and TCC modes).
     #[arg(long, default_value = "http://127.0.0.1:36789/api/dtmsvr")]
     dtm: String,
+    /// DTM's gRPC API (`grpc-saga` mode): `grpc://host:port`, `host:port`, or
+    /// `etcd://host:port/dtmservice` to find it in etcd, as go-zero does.
+    #[arg(long, default_value = "grpc://127.0.0.1:36790")]
+    dtm_grpc: String,
     /// MySQL/MariaDB server URL (no database: the example creates its own).
     #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
     mysql: String,
@@ -115,6 +129,8 @@ enum Mode {
     Saga,
     Tcc,
     At,
+    /// The saga over gRPC (not part of `all`).
+    GrpcSaga,
     All,
 }
 
@@ -124,6 +140,7 @@ impl Mode {
             Mode::Saga => &["saga"],
             Mode::Tcc => &["tcc"],
             Mode::At => &["at"],
+            Mode::GrpcSaga => &["grpc-saga"],
             Mode::All => &["saga", "tcc", "at"],
         }
     }
@@ -133,6 +150,8 @@ impl Mode {
 struct Shop {
     front: Service,
     branches: [Service; 3],
+    /// The tonic services of `grpc-saga`.
+    grpc_services: Vec<GrpcService>,
     dtm: Option<DtmClient>,
     tm: Option<TmClient>,
     rms: Vec<std::sync::Arc<RmClient>>,
@@ -188,6 +207,12 @@ async fn start_shop(args: &Args, dbs: &Databases) -> anyhow::Result<Shop> {
     let branches: [Service; 3] = branches
         .try_into()
         .map_err(|_| anyhow::anyhow!("three services"))?;
+    let (grpc, grpc_services) = if routes.contains(&"grpc-saga") {
+        let (steps, services) = start_grpc(args, dbs, &faults).await?;
+        (Some(steps), services)
+    } else {
+        (None, Vec::new())
+    };
     let front = Front {
         dtm: dtm.clone(),
         tm: tm.clone(),
@@ -197,16 +222,77 @@ async fn start_shop(args: &Args, dbs: &Databases) -> anyhow::Result<Shop> {
             branches[1].url(""),
             branches[2].url(""),
         ],
+        grpc,
     };
     let front = Service::start("shop", front::router(front)).await?;
     Ok(Shop {
         front,
         branches,
+        grpc_services,
         dtm,
         tm,
         rms,
         _at_managers: at_managers,
     })
+}
+
+/// The tonic services of `grpc-saga` and the saga's steps on them.
+async fn start_grpc(
+    args: &Args,
+    dbs: &Databases,
+    faults: &Faults,
+) -> anyhow::Result<(GrpcSteps, Vec<GrpcService>)> {
+    if args.down_secs > 0 {
+        bail!("--down-secs works with the HTTP services only, not with --mode grpc-saga");
+    }
+    let dtm = DtmClient::new(&args.dtm_grpc)?;
+    if !dtm.is_grpc() {
+        bail!("--dtm-grpc must be grpc://host:port, host:port or etcd://host:port/dtmservice");
+    }
+    // A coordinator found through etcd may not have registered yet (it does so once it is
+    // listening): wait for a first answer rather than refuse the first orders.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.settle_secs);
+    loop {
+        match dtm.new_gid().await {
+            Ok(_) => break,
+            Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("no coordinator at {}", args.dtm_grpc))
+            }
+        }
+    }
+    let order = GrpcService::start(
+        "order",
+        grpc::order_routes(dbs.backend(Step::Order, None, faults)?),
+    )
+    .await?;
+    let stock = GrpcService::start(
+        "stock",
+        grpc::ledger_routes(stock::ledger(dbs.backend(Step::Stock, None, faults)?)),
+    )
+    .await?;
+    let account = GrpcService::start(
+        "account",
+        grpc::ledger_routes(account::ledger(dbs.backend(Step::Account, None, faults)?)),
+    )
+    .await?;
+    let ledger = |s: &GrpcService| {
+        (
+            s.url("shop.Ledger/Deduct"),
+            s.url("shop.Ledger/DeductRollback"),
+        )
+    };
+    let steps = [
+        (
+            order.url("shop.Order/Create"),
+            order.url("shop.Order/CreateRollback"),
+        ),
+        ledger(&stock),
+        ledger(&account),
+    ];
+    Ok((GrpcSteps { dtm, steps }, vec![order, stock, account]))
 }
 
 /// Runs one mode; returns the committed and unknown counts for the consistency check.
@@ -323,6 +409,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     for service in shop.branches.iter().chain([&shop.front]) {
+        service.stop().await;
+    }
+    for service in &shop.grpc_services {
         service.stop().await;
     }
     if let Some(tm) = &shop.tm {

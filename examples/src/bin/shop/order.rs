@@ -101,6 +101,15 @@ async fn saga(
     Ok(BranchSuccess)
 }
 
+/// The saga step for the gRPC flavour (`grpc.rs`): the same handler, barrier and all.
+pub async fn saga_step(
+    db: Arc<Backend>,
+    params: BranchParams,
+    order: OrderRequest,
+) -> BranchResult {
+    saga(State(db), params, Json(order)).await
+}
+
 /// The TCC branch: `try` writes the order `pending`; `confirm` and `cancel` settle it.
 async fn tcc(
     State(db): State<Arc<Backend>>,
