@@ -59,7 +59,7 @@ start() {
         db) dbname="dtmbench_$$_$2"; mysql -h127.0.0.1 -uroot -e "CREATE DATABASE $dbname"
             extra=(--db-url "$mysql_url/$dbname${TC_DB_PARAMS:-}" --init-db) ;;
       esac
-      RUST_LOG=warn "$target/seata-tc" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+      RUST_LOG=warn "$target/seata-tc" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --grpc-listen off \
         --store "$store" "${extra[@]}" >"$dir/out" 2>"$dir/out.err" &
       server_pid=$!
       base="http://$(wait_line "$dir/out" '^http listening on')/api/dtmsvr" ;;
