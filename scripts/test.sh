@@ -46,5 +46,11 @@ fi
 export SEATA_TEST_ETCD
 echo "$SEATA_TEST_ETCD"
 
+step "tools of the failure-path tests (strace)"
+if ! command -v strace >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq strace) >&2 || \
+    echo "strace missing and could not be installed; the fdatasync failure test will fail" >&2
+fi
+
 step "cargo test"
 cargo test --workspace --locked -- "$@"

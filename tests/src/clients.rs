@@ -1,6 +1,7 @@
 //! Protocol-level test clients: a TM connection and a scriptable RM that records every
 //! phase-two request the TC pushes and answers as the test says.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,20 +51,81 @@ pub enum Answer {
     Unretryable,
 }
 
-#[derive(Debug)]
+/// Work a test RM does on a phase-two request before it answers (e.g. a real AT undo); the
+/// status it returns replaces the scripted [`Answer`].
+pub type PhaseTwoWork = Arc<dyn Fn(PhaseTwoCall) -> BoxFuture<'static, BranchStatus> + Send + Sync>;
+
 struct Recorder {
     calls: Mutex<Vec<PhaseTwoCall>>,
     answer: Mutex<Answer>,
     notify: Notify,
+    work: Mutex<Option<PhaseTwoWork>>,
+    /// How many of the next phase-two requests get no answer: the connection that carried
+    /// each is closed after the work is done, as when an RM dies before it answers.
+    die: AtomicUsize,
+    /// How many of the next phase-two requests are recorded and never answered while the
+    /// connection stays up (the TC waits until its RPC timeout).
+    withhold: AtomicUsize,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("calls", &self.calls)
+            .field("answer", &self.answer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes one from `n` if it is above zero.
+fn take_one(n: &AtomicUsize) -> bool {
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+        .is_ok()
 }
 
 impl RequestHandler for Recorder {
     fn on_request(
         self: Arc<Self>,
-        _conn: RpcHandle,
+        conn: RpcHandle,
         msg: Message,
     ) -> BoxFuture<'static, Option<Message>> {
         Box::pin(async move {
+            let call = match &msg {
+                Message::BranchCommitRequest(r) => Some((
+                    Phase::Commit,
+                    r.xid.clone(),
+                    r.branch_id,
+                    r.resource_id.clone(),
+                )),
+                Message::BranchRollbackRequest(r) => Some((
+                    Phase::Rollback,
+                    r.xid.clone(),
+                    r.branch_id,
+                    r.resource_id.clone(),
+                )),
+                _ => None,
+            }
+            .map(|(phase, xid, branch_id, resource_id)| PhaseTwoCall {
+                phase,
+                xid,
+                branch_id,
+                resource_id,
+            });
+            let work = self.work.lock().unwrap().clone();
+            let worked = match (work, &call) {
+                (Some(work), Some(c)) => Some(work(c.clone()).await),
+                _ => None,
+            };
+            if let Some(c) = &call {
+                let die = take_one(&self.die);
+                if die || take_one(&self.withhold) {
+                    self.record(c.phase, &c.xid, c.branch_id, &c.resource_id);
+                    if die {
+                        conn.close();
+                    }
+                    return None;
+                }
+            }
             let answer = *self.answer.lock().unwrap();
             let reply: Message = match msg {
                 Message::BranchCommitRequest(r) => {
@@ -72,11 +134,11 @@ impl RequestHandler for Recorder {
                         result: TxResult::success(),
                         xid: r.xid,
                         branch_id: r.branch_id,
-                        branch_status: match answer {
+                        branch_status: worked.unwrap_or(match answer {
                             Answer::Done => BranchStatus::PhaseTwoCommitted,
                             Answer::Retryable => BranchStatus::PhaseTwoCommitFailedRetryable,
                             Answer::Unretryable => BranchStatus::PhaseTwoCommitFailedUnretryable,
-                        },
+                        }),
                     }
                     .into()
                 }
@@ -86,11 +148,11 @@ impl RequestHandler for Recorder {
                         result: TxResult::success(),
                         xid: r.xid,
                         branch_id: r.branch_id,
-                        branch_status: match answer {
+                        branch_status: worked.unwrap_or(match answer {
                             Answer::Done => BranchStatus::PhaseTwoRollbacked,
                             Answer::Retryable => BranchStatus::PhaseTwoRollbackFailedRetryable,
                             Answer::Unretryable => BranchStatus::PhaseTwoRollbackFailedUnretryable,
-                        },
+                        }),
                     }
                     .into()
                 }
@@ -155,6 +217,9 @@ impl TestRm {
             calls: Mutex::new(Vec::new()),
             answer: Mutex::new(Answer::Done),
             notify: Notify::new(),
+            work: Mutex::new(None),
+            die: AtomicUsize::new(0),
+            withhold: AtomicUsize::new(0),
         });
         let config = TcClientConfig::new(
             vec![addr.to_owned()],
@@ -173,6 +238,25 @@ impl TestRm {
     /// How to answer from now on.
     pub fn answer(&self, a: Answer) {
         *self.recorder.answer.lock().unwrap() = a;
+    }
+
+    /// Runs `work` on every phase-two request from now on, before answering; its status is
+    /// the answer.
+    pub fn work(&self, work: PhaseTwoWork) {
+        *self.recorder.work.lock().unwrap() = Some(work);
+    }
+
+    /// The next `n` phase-two requests are worked (see [`TestRm::work`]) and recorded, then
+    /// their connection is closed without an answer: an RM that dies after doing its part. The
+    /// client reconnects and registers again by itself, as a restarted RM would.
+    pub fn die_before_answering(&self, n: usize) {
+        self.recorder.die.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` phase-two requests are worked and recorded but never answered; the
+    /// connection stays up.
+    pub fn withhold(&self, n: usize) {
+        self.recorder.withhold.store(n, Ordering::SeqCst);
     }
 
     /// Registers an AT branch.

@@ -97,7 +97,11 @@ impl TcProcess {
 
     /// Starts a TC with extra flags (e.g. `["--config", path]`).
     pub fn start_with(args: &[&str]) -> Self {
-        let data_dir = tempfile::tempdir().expect("temp data dir");
+        TcProcess::start_in(tempfile::tempdir().expect("temp data dir"), args)
+    }
+
+    /// Starts a TC with extra flags on `data_dir` (e.g. a directory on a small file system).
+    pub fn start_in(data_dir: tempfile::TempDir, args: &[&str]) -> Self {
         let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let log = Arc::new(Mutex::new(String::new()));
         let binds: Vec<Option<String>> = EXTRAS
@@ -157,6 +161,11 @@ impl TcProcess {
     /// Everything the TC logged so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// `kill -9`.

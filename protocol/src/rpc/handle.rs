@@ -204,8 +204,14 @@ impl RpcHandle {
         };
         // Teardown marks the connection closed before it takes the write half to fail what
         // is pending, so a frame written here is either failed by it or not written at all.
-        if self.is_closed() {
+        if self.shared.closed.load(Ordering::Acquire) {
             return Ok(Err(DirectError::Closed));
+        }
+        // Shutting down but not torn down yet: the writer task is writing the answers of the
+        // requests still in flight during its grace, so the frame goes to it (refusing it
+        // here dropped the answer of every request in flight at SIGTERM).
+        if self.shared.token.is_cancelled() {
+            return Err(frame);
         }
         // A peer that has not taken a frame within the write timeout is not reading: the
         // connection is given up rather than held by a stuck writer.

@@ -7,6 +7,7 @@ mod dtm_grpc;
 mod dtm_grpc_python;
 mod dtm_python;
 mod durability;
+mod failure_paths;
 mod ha;
 mod hardening;
 mod shop;
