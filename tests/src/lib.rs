@@ -8,5 +8,6 @@ pub mod db_store;
 pub mod dtm;
 pub mod etcd;
 pub mod mysql;
+pub mod process;
 pub mod python;
 pub mod tc;

@@ -5,13 +5,14 @@
 //! The interpreter is `SEATA_TEST_PYTHON` (`scripts/test.sh` sets it); without it the first
 //! use runs `scripts/python-env.sh`, so a bare `cargo test` works too.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::process::run_to_end;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -50,46 +51,17 @@ pub async fn run_py(script: &str, args: &[&str], limit: Duration) -> Value {
     let program = workspace().join("tests").join("py").join(script);
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let what = format!("{script} {}", args.join(" "));
-    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(python())
-            .arg(&program)
+    let ended = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(python());
+        cmd.arg(&program)
             .args(&args)
             .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
-        let read = |mut r: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = r.read_to_string(&mut s);
-                s
-            })
-        };
-        let out = read(Box::new(child.stdout.take().expect("piped stdout")));
-        let err = read(Box::new(child.stderr.take().expect("piped stderr")));
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for python") {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        (
-            status,
-            out.join().unwrap_or_default(),
-            err.join().unwrap_or_default(),
-        )
+            .env("PYTHONUNBUFFERED", "1");
+        run_to_end(cmd, limit)
     })
     .await
     .expect("python runner");
+    let (status, stdout, stderr) = (ended.status, ended.stdout, ended.stderr);
     let Some(status) = status else {
         panic!("{what} did not finish within {limit:?}; stdout:\n{stdout}\nstderr:\n{stderr}");
     };

@@ -8,11 +8,11 @@
 //! The binary is built by `cargo build --workspace --bins` (as `scripts/test.sh` does) and
 //! found next to `seata-tc`.
 
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use seata_it::process::run_to_end;
 use seata_it::tc::{tc_binary, TcProcess};
 
 /// A run that is not over by then hangs: kill it and show its output.
@@ -69,8 +69,8 @@ fn run_shop(tc: &TcProcess, tag: &str, args: &[&str]) -> Run {
     let prefix = format!("seata_it_shop_{tag}_{}", std::process::id());
     let dtm = tc.dtm_url();
     let mysql = seata_it::mysql::server_url();
-    let mut child = Command::new(&bin)
-        .args(["--tc", tc.addr(), "--dtm", &dtm, "--mysql", &mysql])
+    let mut cmd = Command::new(&bin);
+    cmd.args(["--tc", tc.addr(), "--dtm", &dtm, "--mysql", &mysql])
         .args([
             "--db-prefix",
             &prefix,
@@ -81,40 +81,12 @@ fn run_shop(tc: &TcProcess, tag: &str, args: &[&str]) -> Run {
         ])
         .args(["--users", "8", "--skus", "8", "--settle-secs", "90"])
         .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {} ({e}); build it with `cargo build --workspace --bins`",
-                bin.display()
-            )
-        });
-    let read_all = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = read_all(Box::new(child.stdout.take().expect("piped stdout")));
-    let err = read_all(Box::new(child.stderr.take().expect("piped stderr")));
-    let deadline = Instant::now() + RUN_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for shop") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        .env("RUST_BACKTRACE", "0");
+    let ended = run_to_end(cmd, RUN_DEADLINE);
+    let status = ended.status;
     let run = Run {
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: ended.stdout,
+        stderr: ended.stderr,
     };
     match status {
         Some(s) if s.success() => run,
