@@ -7,6 +7,7 @@ pub mod clients;
 pub mod db_store;
 pub mod dtm;
 pub mod etcd;
+pub mod grpc_busi;
 pub mod mysql;
 pub mod process;
 pub mod python;

@@ -588,7 +588,13 @@ impl DtmEngine {
                     }
                     dirty = true;
                 }
-                Next::Call(ops) if ops.is_empty() => break,
+                // Nothing runnable (e.g. saga orders that wait on each other): look again
+                // after an interval rather than at every cron tick.
+                Next::Call(ops) if ops.is_empty() => {
+                    schedule::on_wait(&mut rec.trans, i64::MAX, now, &d);
+                    dirty = true;
+                    break;
+                }
                 Next::Call(ops) => {
                     if dirty && !self.flush(&mut rec, &mut expect, &mut changes).await? {
                         return self.lost(gid).await;

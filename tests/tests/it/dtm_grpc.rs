@@ -6,20 +6,16 @@
 //! `query`, which also shows that both front-ends share one engine and store. Every wait polls
 //! with a deadline; nothing asserts on timing.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::{Buf, BufMut, Bytes};
 use seata_it::dtm::{branch_rows, rows, Dtm};
 use seata_it::etcd::Etcd;
+use seata_it::grpc_busi::{BusiServer, GrpcCall};
 use seata_it::tc::TcProcess;
 use serde_json::{json, Value};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::codegen::{http, BoxFuture, Service};
-use tonic::server::NamedService;
+use tonic::codegen::http;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -201,199 +197,6 @@ fn tcc_branch(
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The branch service
-
-/// Bytes in, bytes out: the branch sees the stored payload as its request message.
-#[derive(Debug, Default, Clone, Copy)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
-/// One call the TC made to `busi.Busi`.
-#[derive(Debug, Clone)]
-struct GrpcCall {
-    /// The method, e.g. `TransOut`.
-    method: String,
-    /// Metadata, keys lowercase.
-    metadata: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl GrpcCall {
-    fn md(&self, key: &str) -> Option<&str> {
-        self.metadata.get(key).map(String::as_str)
-    }
-
-    /// `(dtm-branch_id, dtm-op)`.
-    fn branch(&self) -> (String, String) {
-        let s = |k| self.md(k).unwrap_or("<none>").to_owned();
-        (s("dtm-branch_id"), s("dtm-op"))
-    }
-}
-
-#[derive(Default)]
-struct Recorded {
-    calls: Mutex<Vec<GrpcCall>>,
-    /// Scripted answers per method, then OK.
-    scripts: Mutex<HashMap<String, VecDeque<Status>>>,
-}
-
-/// `busi.Busi`: every method answers OK unless scripted.
-#[derive(Clone)]
-struct Busi(Arc<Recorded>);
-
-impl NamedService for Busi {
-    const NAME: &'static str = "busi.Busi";
-}
-
-impl Service<http::Request<tonic::body::Body>> for Busi {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let method = req.uri().path().rsplit('/').next().unwrap_or("").to_owned();
-        let unary = Unary {
-            rec: self.0.clone(),
-            method,
-        };
-        Box::pin(async move { Ok(tonic::server::Grpc::new(RawCodec).unary(unary, req).await) })
-    }
-}
-
-struct Unary {
-    rec: Arc<Recorded>,
-    method: String,
-}
-
-impl tonic::server::UnaryService<Bytes> for Unary {
-    type Response = Bytes;
-    type Future = BoxFuture<tonic::Response<Bytes>, Status>;
-
-    fn call(&mut self, req: tonic::Request<Bytes>) -> Self::Future {
-        let metadata = req
-            .metadata()
-            .clone()
-            .into_headers()
-            .iter()
-            .map(|(k, v)| {
-                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                (k.as_str().to_owned(), v)
-            })
-            .collect();
-        let call = GrpcCall {
-            method: self.method.clone(),
-            metadata,
-            body: req.into_inner().to_vec(),
-        };
-        self.rec.calls.lock().unwrap().push(call);
-        let scripted = self
-            .rec
-            .scripts
-            .lock()
-            .unwrap()
-            .get_mut(&self.method)
-            .and_then(VecDeque::pop_front);
-        Box::pin(async move {
-            match scripted {
-                Some(status) => Err(status),
-                None => Ok(tonic::Response::new(Bytes::from_static(b"\x08\x01"))),
-            }
-        })
-    }
-}
-
-/// The branch service on `127.0.0.1:0`, stopped on drop.
-struct BusiServer {
-    addr: String,
-    rec: Arc<Recorded>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for BusiServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl BusiServer {
-    async fn start() -> BusiServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the branch service");
-        let addr = listener.local_addr().expect("address").to_string();
-        let rec = Arc::new(Recorded::default());
-        let svc = Busi(rec.clone());
-        let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-                .await;
-        });
-        BusiServer { addr, rec, task }
-    }
-
-    /// `host:port/busi.Busi/<method>`: the gRPC branch URL of `method`.
-    fn url(&self, method: &str) -> String {
-        format!("{}/busi.Busi/{method}", self.addr)
-    }
-
-    /// The next calls of `method` answer these statuses, in order; then OK.
-    fn script(&self, method: &str, answers: impl IntoIterator<Item = Status>) {
-        self.rec
-            .scripts
-            .lock()
-            .unwrap()
-            .entry(method.to_owned())
-            .or_default()
-            .extend(answers);
-    }
-
-    fn calls(&self) -> Vec<GrpcCall> {
-        self.rec.calls.lock().unwrap().clone()
-    }
-
-    fn calls_to(&self, method: &str) -> Vec<GrpcCall> {
-        self.calls()
-            .into_iter()
-            .filter(|c| c.method == method)
-            .collect()
-    }
-}
-
 /// A TC, its two APIs and a branch service.
 struct Env {
     _tc: TcProcess,
@@ -409,7 +212,7 @@ impl Env {
         let tc = TcProcess::start_with(&all);
         let grpc = DtmGrpc::new(tc.grpc_addr());
         let http = Dtm::new(&tc.dtm_url());
-        let busi = BusiServer::start().await;
+        let busi = BusiServer::start(b"\x08\x01").await;
         Env {
             _tc: tc,
             grpc,
@@ -851,7 +654,7 @@ async fn an_etcd_branch_url_is_resolved_through_etcd() {
     let etcd = Etcd::start().await;
     let env = Env::start(&[]).await;
     let b = &env.busi;
-    etcd.put("busi.rpc/7587", &b.addr).await;
+    etcd.put("busi.rpc/7587", b.addr()).await;
     let gid = env.grpc.new_gid().await;
     let url = |m: &str| format!("etcd://{}/busi.rpc/busi.Busi/{m}", etcd.addr());
     let steps = json!([{"action": url("TransOut"), "compensate": url("TransOutRevert")}]);
