@@ -44,6 +44,7 @@ fn merged() -> Message {
                 .into()
             })
             .collect(),
+        unread: None,
     }
     .into()
 }

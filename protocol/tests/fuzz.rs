@@ -26,6 +26,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
         .into(),
         MergedWarpMessage {
             msgs: vec![GlobalBeginRequest::default().into()],
+            unread: None,
         }
         .into(),
     ];

@@ -185,6 +185,7 @@ async fn merged_request_is_answered_with_results_in_order() {
     let mut framed = Framed::new(stream, SeataCodec::default());
     let batch = MergedWarpMessage {
         msgs: (0..5).map(|i| begin(&format!("m{i}")).into()).collect(),
+        unread: None,
     };
     framed
         .send(RpcFrame::merged_request(77, batch.into()))

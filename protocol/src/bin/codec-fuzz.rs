@@ -125,7 +125,13 @@ fn seeds() -> Vec<Message> {
         .take(5)
         .cloned()
         .collect();
-    v.push(MergedWarpMessage { msgs: batch }.into());
+    v.push(
+        MergedWarpMessage {
+            msgs: batch,
+            unread: None,
+        }
+        .into(),
+    );
     v.push(MergeResultMessage { msgs: results }.into());
     v
 }

@@ -273,8 +273,7 @@ async fn on_frame(
             };
             match body {
                 Message::MergedWarpMessage(batch) => {
-                    let Some(permit) =
-                        take_slots(slots, batch.msgs.len(), max_inflight, conn).await
+                    let Some(permit) = take_slots(slots, batch.len(), max_inflight, conn).await
                     else {
                         return Ok(());
                     };
@@ -312,7 +311,9 @@ async fn on_frame(
 
 /// Answers a batch with one MergeResultMessage under the batch's id. Members are handled
 /// concurrently (they are independent requests that merely travelled together) and answered
-/// in their order.
+/// in their order. The batch's results are matched by position, so every member gets one:
+/// a member the handler does not answer, and each sub-message left unread after an unknown
+/// type code, gets a failed result, and the connection stays up.
 fn spawn_merged(
     batch: MergedWarpMessage,
     header: RpcFrame,
@@ -320,31 +321,54 @@ fn spawn_merged(
     handler: Arc<dyn RequestHandler>,
     permit: OwnedSemaphorePermit,
 ) {
+    if let Some(tail) = &batch.unread {
+        info!(peer = %conn.peer_addr(), id = header.request_id, code = tail.code,
+            unread = tail.count,
+            "merged batch holds a message type unknown to Seata 1.2; it and the ones after it get failed answers");
+    }
+    let names: Vec<&'static str> = batch.msgs.iter().map(Message::name).collect();
     let futs: Vec<_> = batch
         .msgs
         .into_iter()
         .map(|m| handler.clone().on_request(conn.clone(), m))
         .collect();
+    let unread = batch.unread;
     let conn2 = conn.clone();
     conn.shared.inflight.spawn(async move {
         let _permit = permit;
         let results = futures::future::join_all(futs).await;
         let mut msgs = Vec::with_capacity(results.len());
-        for r in results {
+        for (r, name) in results.into_iter().zip(names) {
             match r {
                 Some(m) => msgs.push(m),
                 None => {
-                    warn!(peer = %conn2.peer_addr(), "a merged request had no response; closing");
-                    conn2.close();
-                    return;
+                    debug!(peer = %conn2.peer_addr(), message = name,
+                        "a merged request has no response; answering it as failed");
+                    msgs.push(unanswered(name));
                 }
             }
+        }
+        if let Some(tail) = &unread {
+            msgs.extend(tail.failed_answers());
         }
         let reply = Message::MergeResultMessage(MergeResultMessage { msgs });
         let _ = conn2
             .send_frame(RpcFrame::response_to(&header, reply))
             .await;
     });
+}
+
+/// The failed result of a merged member the handler gave no answer (a one-way or misplaced
+/// message): a result must hold its place in the batch.
+fn unanswered(name: &str) -> Message {
+    crate::message::GlobalStatusResponse {
+        result: crate::message::TxResult::failed(
+            crate::types::TransactionExceptionCode::Unknown,
+            format!("{name} is not served in a merged batch; nothing was done: send it alone"),
+        ),
+        global_status: crate::types::GlobalStatus::UnKnown,
+    }
+    .into()
 }
 
 /// Messages Seata clients put into merged batches.
@@ -568,7 +592,8 @@ async fn flush_batch<W: AsyncWrite + Unpin>(
             let (ids, msgs): (Vec<i32>, Vec<Message>) = batch.drain(..).unzip();
             let outer = next_request_id();
             conn.shared.pending.insert_batch(outer, ids.clone());
-            let frame = RpcFrame::merged_request(outer, MergedWarpMessage { msgs }.into());
+            let frame =
+                RpcFrame::merged_request(outer, MergedWarpMessage { msgs, unread: None }.into());
             if let Err(e) = sink.feed(&frame).await {
                 conn.shared.pending.remove(outer);
                 return match e {

@@ -322,3 +322,92 @@ async fn peer_reset_is_logged_as_closed_by_peer_not_as_a_bad_frame() {
     wait_log(&tc, "connection closed by peer").await;
     assert!(!tc.log().contains("bad frame"), "{}", tc.log());
 }
+
+/// A merged request frame (request id `id`) whose sub-messages are `subs`, each already
+/// encoded with its type code, as a client of a newer Seata could send it.
+fn merged_frame(id: i32, subs: &[Vec<u8>]) -> Vec<u8> {
+    let inner: Vec<u8> = subs.concat();
+    let mut body = 59i16.to_be_bytes().to_vec();
+    body.extend_from_slice(&(2 + inner.len() as i32).to_be_bytes());
+    body.extend_from_slice(&(subs.len() as i16).to_be_bytes());
+    body.extend_from_slice(&inner);
+    let mut frame = vec![0xda, 0xda, 1];
+    frame.extend_from_slice(&(16 + body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&[0, 16, 0, 1, 0]);
+    frame.extend_from_slice(&id.to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// The answer to request `id` as a batch of results.
+async fn merged_answer(framed: &mut Raw, id: i32) -> Vec<Message> {
+    loop {
+        let f = next(framed).await.expect("connection stays up");
+        if f.request_id != id {
+            continue;
+        }
+        match f.body {
+            Some(Message::MergeResultMessage(r)) => return r.msgs,
+            other => panic!("expected a merged result, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_message_type_inside_a_merged_batch_gets_failed_answers_and_the_connection_stays_up(
+) {
+    let tc = TcProcess::start_with(&["--store", "memory"]);
+    let mut framed = raw_tm(tc.addr()).await;
+    let encode = |m: Message| {
+        let mut b = bytes::BytesMut::new();
+        m.encode_body(&mut b).unwrap();
+        b.to_vec()
+    };
+    let begin = |name: &str| {
+        encode(
+            GlobalBeginRequest {
+                timeout: 60_000,
+                transaction_name: name.into(),
+            }
+            .into(),
+        )
+    };
+    // Type 120 with a body a Seata 1.2 decoder cannot size.
+    let mut unknown = 120i16.to_be_bytes().to_vec();
+    unknown.extend_from_slice(&[0, 2, b'r', b'1']);
+
+    // Last in the batch: the ones before it are served.
+    let id = 21;
+    framed
+        .get_mut()
+        .write_all(&merged_frame(id, &[begin("a"), unknown.clone()]))
+        .await
+        .unwrap();
+    let answers = merged_answer(&mut framed, id).await;
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let Message::GlobalBeginResponse(a) = &answers[0] else {
+        panic!("{answers:?}");
+    };
+    assert!(a.result.is_success(), "{:?}", a.result);
+    let failed = answers[1].tx_result().expect("a result");
+    assert!(!failed.is_success());
+    assert!(failed.msg.contains("120"), "{failed:?}");
+
+    // In the middle: what follows it cannot be located, so it is answered as failed (not
+    // acted on); the connection still stays up.
+    let id = 22;
+    framed
+        .get_mut()
+        .write_all(&merged_frame(id, &[begin("b"), unknown, begin("c")]))
+        .await
+        .unwrap();
+    let answers = merged_answer(&mut framed, id).await;
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert!(answers[0].tx_result().is_some_and(|r| r.is_success()));
+    for a in &answers[1..] {
+        let r = a.tx_result().expect("a result");
+        assert!(!r.is_success() && r.msg.contains("120"), "{r:?}");
+    }
+    assert!(raw_begin(&mut framed, 23).await.result.is_success());
+    assert!(!tc.log().contains("bad frame"), "{}", tc.log());
+}

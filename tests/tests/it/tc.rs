@@ -264,6 +264,7 @@ async fn merged_requests_get_one_merged_result_in_order() {
             }
             .into(),
         ],
+        unread: None,
     };
     framed
         .send(RpcFrame::merged_request(2, batch.into()))
