@@ -366,6 +366,19 @@ impl Registry {
     }
 }
 
+impl crate::metrics::ConnectionGauges for Registry {
+    fn connections_by_role(&self) -> (u64, u64) {
+        let (mut tm, mut rm) = (0u64, 0u64);
+        for entry in self.conns.iter() {
+            match entry.role {
+                Role::Tm => tm += 1,
+                Role::Rm => rm += 1,
+            }
+        }
+        (tm, rm)
+    }
+}
+
 impl BranchGateway for Registry {
     fn branch_commit(
         &self,

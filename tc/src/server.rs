@@ -129,9 +129,9 @@ fn start_dtm(
     tracker: &TaskTracker,
     token: &CancellationToken,
     front_token: &CancellationToken,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     let node = store.server_node().unwrap_or(config.server_node);
-    let metrics = Arc::new(crate::metrics::Metrics::default());
     let engine = match DtmEngine::new(
         store,
         config.dtm.defaults(),
@@ -229,7 +229,9 @@ pub async fn run(
     crate::jobs::spawn_all(coord.clone(), &config, &tracker, token.child_token());
     let front_token = CancellationToken::new();
     if dtm.http.is_some() || dtm.grpc.is_some() {
-        start_dtm(dtm, &config, store, &tracker, &token, &front_token);
+        let open = crate::metrics::OpenState::new(coord.clone(), registry.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new(Some(open)));
+        start_dtm(dtm, &config, store, &tracker, &token, &front_token, metrics);
     }
 
     let rpc_config = RpcConfig {

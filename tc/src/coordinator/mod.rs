@@ -33,6 +33,7 @@ use crate::lock::{LockManager, ShardedLockManager};
 use crate::session::{BranchSession, GlobalSession};
 use crate::store::{SessionStore, StoredSession};
 
+mod gauges;
 mod phase_two;
 mod recovery;
 mod shared;

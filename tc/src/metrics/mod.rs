@@ -8,48 +8,14 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-/// `trans_type` label.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct TypeLabel {
-    /// saga, msg, tcc, xa.
-    pub trans_type: String,
-}
+mod dtm;
+pub mod gauges;
+pub mod histogram;
 
-/// `trans_type` and `status` labels.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct TypeStatusLabels {
-    /// saga, msg, tcc, xa.
-    pub trans_type: String,
-    /// succeed or failed.
-    pub status: String,
-}
-
-/// `op` and `outcome` labels of a branch call.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct CallLabels {
-    /// action, compensate, confirm, cancel, commit, rollback, msg (queryPrepared).
-    pub op: String,
-    /// success, failure, ongoing, error.
-    pub outcome: String,
-}
-
-/// Counters of DTM-mode transactions.
-#[derive(Debug, Default)]
-pub struct DtmMetrics {
-    /// `seata_dtm_transactions_started_total{trans_type}`.
-    pub started: Family<TypeLabel, Counter>,
-    /// `seata_dtm_transactions_finished_total{trans_type,status}`.
-    pub finished: Family<TypeStatusLabels, Counter>,
-    /// `seata_dtm_branch_calls_total{op,outcome}`.
-    pub branch_calls: Family<CallLabels, Counter>,
-    /// `seata_dtm_rounds_total`: processing rounds run (API-triggered and cron).
-    pub rounds: Counter,
-}
+pub use dtm::{CallLabels, DtmMetrics, TypeLabel, TypeStatusLabels};
+pub use gauges::{ConnectionGauges, OpenState, SessionGauges};
 
 /// Every metric of the process, registered once.
 #[derive(Debug)]
@@ -61,33 +27,22 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("seata");
-        let dtm = Arc::new(DtmMetrics::default());
-        registry.register(
-            "dtm_transactions_started",
-            "DTM-mode transactions created, by type",
-            dtm.started.clone(),
-        );
-        registry.register(
-            "dtm_transactions_finished",
-            "DTM-mode transactions that reached succeed or failed",
-            dtm.finished.clone(),
-        );
-        registry.register(
-            "dtm_branch_calls",
-            "Branch calls made by the server, by op and classified outcome",
-            dtm.branch_calls.clone(),
-        );
-        registry.register(
-            "dtm_rounds",
-            "Processing rounds run on DTM-mode transactions",
-            dtm.rounds.clone(),
-        );
-        Metrics { registry, dtm }
+        Metrics::new(None)
     }
 }
 
 impl Metrics {
+    /// The registry, with the scrape-time gauges of `open` when given (the Seata side runs).
+    pub fn new(open: Option<OpenState>) -> Self {
+        let mut registry = Registry::with_prefix("seata");
+        let dtm = Arc::new(DtmMetrics::default());
+        dtm.register(&mut registry);
+        if let Some(open) = open {
+            registry.register_collector(Box::new(open));
+        }
+        Metrics { registry, dtm }
+    }
+
     /// The exposition text.
     pub fn render(&self) -> String {
         let mut out = String::new();

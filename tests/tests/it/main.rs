@@ -10,6 +10,7 @@ mod durability;
 mod failure_paths;
 mod ha;
 mod hardening;
+mod metrics;
 mod shop;
 mod spread;
 mod tc;
