@@ -101,6 +101,22 @@ pub struct TcConfig {
     pub etcd_key: String,
     /// DTM-mode transactions (saga, msg, tcc, xa over HTTP and gRPC).
     pub dtm: DtmConfig,
+    /// The admin API (`/admin/v1`) and console (`/console`) on the HTTP listener.
+    pub admin: AdminConfig,
+}
+
+/// Who may use the admin API and console (`[admin]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token the actions (retry, rollback, commit, give-up, delete) require. Default
+    /// none: with neither this nor `token-file`, actions are disabled (answered 403).
+    pub token: Option<String>,
+    /// File whose first line is the token (keeps it out of the config file). Default none.
+    pub token_file: Option<PathBuf>,
+    /// Serve the read endpoints and the console to every address, not only loopback.
+    /// Default false: an operator on another host goes through an SSH tunnel or a proxy.
+    pub public_read: bool,
 }
 
 /// Server-wide defaults of DTM-mode transactions (DTM's config keys, spec §7); each
@@ -264,6 +280,7 @@ impl Default for TcConfig {
             etcd: Vec::new(),
             etcd_key: "dtmservice".into(),
             dtm: DtmConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }

@@ -60,6 +60,16 @@ pub trait BranchGateway: Send + Sync + 'static {
         &self,
         target: BranchTarget,
     ) -> BoxFuture<'_, Result<BranchStatus, GatewayError>>;
+    /// Like [`branch_rollback`](Self::branch_rollback), with the message the RM put in its
+    /// answer (an AT RM explains an unretryable dirty rollback there). The default has no
+    /// message.
+    fn branch_rollback_reported(
+        &self,
+        target: BranchTarget,
+    ) -> BoxFuture<'_, Result<(BranchStatus, String), GatewayError>> {
+        let call = self.branch_rollback(target);
+        Box::pin(async move { call.await.map(|s| (s, String::new())) })
+    }
     /// Tells one live RM of every AT resource to delete undo logs older than `save_days`
     /// (one-way; nothing to wait for).
     fn broadcast_undo_log_delete(&self, save_days: i16);

@@ -15,9 +15,13 @@ pub fn router(parts: impl IntoIterator<Item = Router>) -> Router {
 /// Serves `router` on `listener` until `token` is cancelled; requests in flight then finish.
 pub async fn serve(listener: TcpListener, router: Router, token: CancellationToken) {
     let addr = listener.local_addr().ok();
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(token.cancelled_owned())
-        .await;
+    // With the peer address (`ConnectInfo`): the admin API serves reads to loopback only.
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(token.cancelled_owned())
+    .await;
     match served {
         Ok(()) => info!(?addr, "http listener stopped"),
         Err(e) => error!(?addr, error = %e, "http listener failed"),

@@ -14,6 +14,7 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod admin;
 pub mod config;
 pub mod coordinator;
 pub mod dispatch;

@@ -322,6 +322,17 @@ impl Registry {
         target: BranchTarget,
         phase: Phase,
     ) -> Result<BranchStatus, GatewayError> {
+        self.phase_two_reported(target, phase).await.map(|(s, _)| s)
+    }
+
+    /// [`phase_two`](Self::phase_two) with the RM's message. An unretryable status is taken
+    /// whatever the result code (Seata's TC reads the status alone), so an RM may send its
+    /// dirty-rollback report with either.
+    async fn phase_two_reported(
+        &self,
+        target: BranchTarget,
+        phase: Phase,
+    ) -> Result<(BranchStatus, String), GatewayError> {
         let BranchTarget {
             xid,
             branch_id,
@@ -358,8 +369,13 @@ impl Registry {
                 )))
             }
         };
-        if result.is_success() {
-            Ok(status)
+        let unretryable = matches!(
+            status,
+            BranchStatus::PhaseTwoRollbackFailedUnretryable
+                | BranchStatus::PhaseTwoCommitFailedUnretryable
+        );
+        if result.is_success() || unretryable {
+            Ok((status, result.msg))
         } else {
             Err(GatewayError::Failed(result.msg))
         }
@@ -379,6 +395,68 @@ impl crate::metrics::ConnectionGauges for Registry {
     }
 }
 
+/// One registered connection as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClientView {
+    /// Application id from the registration.
+    pub application_id: String,
+    /// Transaction service group from the registration.
+    pub transaction_service_group: String,
+    /// Peer IP.
+    pub ip: String,
+    /// Peer port.
+    pub port: u16,
+    /// `TM` or `RM`.
+    pub role: &'static str,
+    /// Client-sent version.
+    pub version: String,
+    /// Resources this connection may be sent phase two for (RM).
+    pub resources: Vec<String>,
+    /// Phase-two requests waiting on it.
+    pub in_flight: usize,
+}
+
+impl Registry {
+    /// Every registered connection, sorted by application, IP and port.
+    pub fn clients(&self) -> Vec<ClientView> {
+        let mut by_conn: std::collections::HashMap<u64, Vec<String>> =
+            std::collections::HashMap::new();
+        for entry in self.resources.iter() {
+            for h in entry.value() {
+                by_conn
+                    .entry(h.conn.id())
+                    .or_default()
+                    .push(entry.key().clone());
+            }
+        }
+        let mut out: Vec<ClientView> = self
+            .conns
+            .iter()
+            .map(|e| {
+                let mut resources = by_conn.remove(&e.conn.id()).unwrap_or_default();
+                resources.sort();
+                ClientView {
+                    application_id: e.client.application_id.clone(),
+                    transaction_service_group: e.client.transaction_service_group.clone(),
+                    ip: e.ip.clone(),
+                    port: e.conn.peer_addr().port(),
+                    role: match e.role {
+                        Role::Tm => "TM",
+                        Role::Rm => "RM",
+                    },
+                    version: e.version.clone(),
+                    resources,
+                    in_flight: e.in_flight(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.application_id, &a.ip, a.port).cmp(&(&b.application_id, &b.ip, b.port))
+        });
+        out
+    }
+}
+
 impl BranchGateway for Registry {
     fn branch_commit(
         &self,
@@ -392,6 +470,13 @@ impl BranchGateway for Registry {
         target: BranchTarget,
     ) -> BoxFuture<'_, Result<BranchStatus, GatewayError>> {
         Box::pin(self.phase_two(target, Phase::Rollback))
+    }
+
+    fn branch_rollback_reported(
+        &self,
+        target: BranchTarget,
+    ) -> BoxFuture<'_, Result<(BranchStatus, String), GatewayError>> {
+        Box::pin(self.phase_two_reported(target, Phase::Rollback))
     }
 
     fn broadcast_undo_log_delete(&self, save_days: i16) {

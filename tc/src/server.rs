@@ -130,6 +130,7 @@ fn start_dtm(
     token: &CancellationToken,
     front_token: &CancellationToken,
     metrics: Arc<crate::metrics::Metrics>,
+    admin: impl FnOnce(Option<Arc<DtmEngine>>) -> axum::Router,
 ) {
     let node = store.server_node().unwrap_or(config.server_node);
     let engine = match DtmEngine::new(
@@ -153,7 +154,9 @@ fn start_dtm(
         let dtm_api = engine
             .clone()
             .map(|e| crate::dtm::api::router(e, config.dtm.max_body_bytes));
-        let parts = std::iter::once(crate::metrics::router(metrics)).chain(dtm_api);
+        let parts = std::iter::once(crate::metrics::router(metrics))
+            .chain(dtm_api)
+            .chain(std::iter::once(admin(engine.clone())));
         tracker.spawn(crate::http::serve(
             http,
             crate::http::router(parts),
@@ -231,7 +234,28 @@ pub async fn run(
     if dtm.http.is_some() || dtm.grpc.is_some() {
         let open = crate::metrics::OpenState::new(coord.clone(), registry.clone());
         let metrics = Arc::new(crate::metrics::Metrics::new(Some(open)));
-        start_dtm(dtm, &config, store, &tracker, &token, &front_token, metrics);
+        let admin = {
+            let (coord, registry) = (coord.clone(), registry.clone());
+            let auth = crate::admin::Auth::from_config(&config.admin);
+            move |dtm| {
+                crate::admin::router(crate::admin::AdminState {
+                    coord,
+                    registry,
+                    dtm,
+                    auth,
+                })
+            }
+        };
+        start_dtm(
+            dtm,
+            &config,
+            store,
+            &tracker,
+            &token,
+            &front_token,
+            metrics,
+            admin,
+        );
     }
 
     let rpc_config = RpcConfig {

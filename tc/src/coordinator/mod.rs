@@ -33,11 +33,17 @@ use crate::lock::{LockManager, ShardedLockManager};
 use crate::session::{BranchSession, GlobalSession};
 use crate::store::{SessionStore, StoredSession};
 
+mod admin;
 mod gauges;
+mod notes;
 mod phase_two;
 mod recovery;
 mod shared;
 
+pub use admin::{
+    Action as AdminAction, BranchView, Done as AdminDone, LockView, Refusal, SessionView,
+};
+pub use notes::{BranchNote, HistoryEntry};
 pub use recovery::RetryQueue;
 #[cfg(test)]
 mod tests;
@@ -114,6 +120,8 @@ pub struct Coordinator {
     queues: Queues,
     settings: Settings,
     wake: Notify,
+    /// Failures and operator actions per transaction, for the admin API (`notes.rs`).
+    notes: notes::Notes,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -163,6 +171,7 @@ impl Coordinator {
                 rollback_retry_timeout_unlock: r.rollback_retry_timeout_unlock_enable,
             },
             wake: Notify::new(),
+            notes: notes::Notes::default(),
         });
         let stored = coord
             .store

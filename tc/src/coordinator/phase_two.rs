@@ -227,6 +227,12 @@ impl Coordinator {
                 }
                 other => {
                     warn!(branch_id = branch.branch_id, outcome = ?other, "branch commit not done; will retry");
+                    self.notes.branch_failed(
+                        session.transaction_id,
+                        branch.branch_id,
+                        now,
+                        failure_text("commit", &other),
+                    );
                     if asynchronous {
                         // AT branches are independent: commit the others now.
                         pending = true;
@@ -254,16 +260,26 @@ impl Coordinator {
         let branches = session.lock().branches.clone();
         for branch in branches.iter().rev() {
             if branch.status() != BranchStatus::PhaseOneFailed {
-                let outcome = self
+                let reported = self
                     .gateway
-                    .branch_rollback(branch.target(&session.xid))
+                    .branch_rollback_reported(branch.target(&session.xid))
                     .await;
+                let (outcome, report) = match reported {
+                    Ok((status, report)) => (Ok(status), report),
+                    Err(e) => (Err(e), String::new()),
+                };
                 match outcome {
                     Ok(BranchStatus::PhaseTwoRollbacked) => {}
                     Ok(BranchStatus::PhaseTwoRollbackFailedUnretryable) => {
-                        return self.rollback_failed(session, branch, now).await;
+                        return self.rollback_failed(session, branch, report, now).await;
                     }
                     other => {
+                        self.notes.branch_failed(
+                            session.transaction_id,
+                            branch.branch_id,
+                            now,
+                            failure_text("rollback", &other),
+                        );
                         // Earlier branches may depend on this one's rows being restored
                         // first, so stop here for this round.
                         warn!(branch_id = branch.branch_id, outcome = ?other, "branch rollback not done; will retry");
@@ -283,12 +299,52 @@ impl Coordinator {
     /// releases every lock although the data was not restored; we keep the session visible in
     /// RollbackFailed/TimeoutRollbackFailed and keep the locks of every branch not undone, so
     /// no other transaction builds on unrestored rows until an operator resolves it.
+    ///
+    /// The branch is recorded as unretryable (its status in the store, the RM's `report` as an
+    /// audit record and its last error) and is not tried again until an operator retries the
+    /// rollback after fixing the data or gives the branch up (`admin.rs`). The TM and status
+    /// queries see RollbackFailed, as from Seata 1.2.
     async fn rollback_failed(
         &self,
         session: &Arc<GlobalSession>,
         branch: &BranchSession,
+        report: String,
         now: i64,
     ) -> GlobalStatus {
+        let unretryable = BranchStatus::PhaseTwoRollbackFailedUnretryable;
+        if let Err(e) = self
+            .store
+            .update_branch_status(
+                session.transaction_id,
+                &session.xid,
+                branch.branch_id,
+                unretryable,
+            )
+            .await
+        {
+            warn!(error = %e, "could not record the branch as unretryable; will retry");
+            return self.retry_later(session, now).await;
+        }
+        branch.set_status(unretryable);
+        let report = if report.is_empty() {
+            "RM answered PhaseTwo_RollbackFailed_Unretryable without a report".to_owned()
+        } else {
+            report
+        };
+        let audit = crate::store::AuditRecord {
+            at_ms: now,
+            actor: "rm".into(),
+            action: "rm-unretryable".into(),
+            xid: session.xid.to_string(),
+            branch_id: Some(branch.branch_id),
+            reason: report.clone(),
+            status: session.status().to_string(),
+        };
+        if let Err(e) = self.store.add_audit(&audit).await {
+            warn!(error = %e, "could not keep the RM's unretryable report in the store");
+        }
+        self.notes
+            .branch_unretryable(session.transaction_id, branch.branch_id, now, report);
         let (from, to) = match self.step(session, Event::PhaseTwoUnretryable) {
             Ok(pair) => pair,
             Err(status) => return status,
@@ -372,6 +428,16 @@ impl Coordinator {
     /// Ends a session with a final status and forgets it. If the store cannot record that,
     /// the session stays queued and the next pass tries again: nothing is dropped.
     async fn end(&self, session: &Arc<GlobalSession>, event: Event, now: i64) -> GlobalStatus {
+        // An operator gave a branch up: the transaction did not complete, so it ends failed.
+        let event = match event {
+            Event::PhaseTwoDone
+                if self.notes.has_given_up(session.transaction_id)
+                    && transition(session.status(), Event::PhaseTwoUnretryable).is_ok() =>
+            {
+                Event::PhaseTwoUnretryable
+            }
+            other => other,
+        };
         let (from, to) = match self.step(session, event) {
             Ok(pair) => pair,
             Err(status) => return status,
@@ -392,12 +458,13 @@ impl Coordinator {
         }
         self.sessions.remove(&session.transaction_id);
         self.queues.remove_all(session.transaction_id);
+        self.notes.forget(session.transaction_id);
         info!(status = %to, "global transaction finished");
         to
     }
 
     /// Phase two of `branch` is done: forget it durably, then (rollback) release its locks.
-    async fn forget_branch(
+    pub(super) async fn forget_branch(
         &self,
         session: &GlobalSession,
         branch: &BranchSession,
@@ -472,5 +539,16 @@ impl Coordinator {
             // Someone else already moved it on (only possible after our lease lapsed).
             Transition::Lost { .. } => Ok(true),
         }
+    }
+}
+
+/// One line for a branch's last error, from a phase-two outcome that did not finish it.
+fn failure_text(
+    phase: &str,
+    outcome: &Result<BranchStatus, crate::gateway::GatewayError>,
+) -> String {
+    match outcome {
+        Ok(status) => format!("{phase}: RM answered {status}"),
+        Err(e) => format!("{phase}: {e}"),
     }
 }

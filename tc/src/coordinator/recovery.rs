@@ -92,6 +92,12 @@ impl Coordinator {
                 Ok(Transition::Applied { branches }) => self.apply_branches(s, branches),
             }
             info!(xid = %s.xid, timeout_ms = s.timeout_ms, "global transaction timed out; rolling back");
+            self.notes.event(
+                tid,
+                None,
+                now,
+                "timed out in phase one; rolling back".into(),
+            );
             self.queues.retry_rollbacking.insert(tid);
             n += 1;
         }
@@ -241,6 +247,9 @@ impl Coordinator {
                         "could not re-take row locks of a recovered branch");
                 }
             }
+        }
+        if kept_failure {
+            self.note_recovered(&session);
         }
         self.sessions.insert(tid, session);
         match (status, phase) {

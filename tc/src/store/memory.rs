@@ -14,6 +14,9 @@ use crate::dtm::model::{Branch, BranchChange, Trans, TransRecord, TransStatus};
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     dtm: DtmTable,
+    /// Audit records, oldest first (operator actions are rare; nothing bounds them but the
+    /// process lifetime, like everything else here).
+    audits: std::sync::Mutex<Vec<super::AuditRecord>>,
 }
 
 impl MemoryStore {
@@ -74,6 +77,26 @@ impl SessionStore for MemoryStore {
         _xid: &'a str,
     ) -> StoreFuture<'a, Option<StoredSession>> {
         ready(Ok(None))
+    }
+
+    fn add_audit<'a>(&'a self, record: &'a super::AuditRecord) -> StoreFuture<'a, ()> {
+        self.audits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(record.clone());
+        ready(Ok(()))
+    }
+
+    fn audits<'a>(
+        &'a self,
+        xid: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<super::AuditRecord>> {
+        let all = self
+            .audits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ready(Ok(super::audit::select(&all, xid, limit)))
     }
 
     fn dtm(&self) -> Option<&dyn DtmStore> {

@@ -25,6 +25,7 @@ use thiserror::Error;
 
 use crate::lock::{LockError, LockManager};
 
+mod audit;
 pub mod dtm;
 mod dtm_table;
 pub mod file;
@@ -32,6 +33,7 @@ mod memory;
 pub mod mysql;
 mod open;
 
+pub use audit::AuditRecord;
 pub use dtm::DtmStore;
 pub use dtm_table::DtmTable;
 pub use memory::MemoryStore;
@@ -315,6 +317,25 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// hand out the same id. `None`: use the configured `server-node`.
     fn server_node(&self) -> Option<u16> {
         None
+    }
+
+    /// Records an audited event ([`AuditRecord`]) durably, like a session write. The default
+    /// (test doubles) refuses, so an operator action is never done without its record.
+    fn add_audit<'a>(&'a self, record: &'a AuditRecord) -> StoreFuture<'a, ()> {
+        let _ = record;
+        ready(Err(StoreError::Backend(
+            "this store keeps no audit records; use the memory, file or db store".into(),
+        )))
+    }
+
+    /// Audit records, oldest first: of `xid` only when given, else the newest `limit` of all.
+    fn audits<'a>(
+        &'a self,
+        xid: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<AuditRecord>> {
+        let _ = (xid, limit);
+        ready(Ok(Vec::new()))
     }
 }
 
