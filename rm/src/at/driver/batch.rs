@@ -1,315 +1,131 @@
-//! One round trip for an UPDATE or DELETE: its before image (`SELECT ... FOR UPDATE`), the
-//! statement itself and, for an UPDATE, a guess at the after image (its own filter read
-//! again), sent as one multi-statement text query with every value written in as a literal
-//! (`literal.rs`). Sent one by one these cost three round trips. An INSERT travels with the
-//! read of its rows by key.
-//!
-//! Why this changes nothing but the round trips:
-//! - MySQL runs the statements in order and stops at the first that fails. A failed image
-//!   leaves the statement unrun, and a failed statement changed nothing (statements are
-//!   atomic), as when they are sent one by one.
-//! - The guess is taken as the after image only when it holds exactly the before image's keys:
-//!   rows with the same keys, read in the same transaction after our own update of rows we
-//!   hold locked, are the rows a read by key would give. Otherwise (a phantom, a filter that
-//!   is not deterministic) the after image is read by key as before. An UPDATE that sets a
-//!   column its filter reads sends no guess.
-//! - An UPDATE whose SETs are integer arithmetic sends no guess: its after image follows from
-//!   the before image (`int_set.rs`), unless the statement warned.
-//! - Text-protocol values go through the same conversion as binary ones, which is exact for
-//!   every type but FLOAT and DOUBLE: MySQL's text form of a double need not round-trip, and
-//!   an image off by the last digit would look like a dirty write at rollback. Statements
-//!   whose images hold such columns are not batched, nor are statements with a value that has
-//!   no exact literal.
-
-use std::ops::ControlFlow;
+//! Runs a [`Batch`] (`model/batch_sql.rs` says what goes in one and why it changes nothing but
+//! the round trips) and reads the images out of its results.
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Params, Value};
-use sqlparser::ast::{visit_expressions, Expr};
 use tracing::debug;
 
-use super::connection::{AtConnection, Protocol};
-use super::exec::{KeySource, Plan, Prepared};
-use super::image::{column_list, image_from_rows, quote, TableRecords};
-use super::int_set;
-use super::literal::{inline_params, sql_literal};
-use super::recognize::{column_name, Filter};
-use super::undo::SqlType;
-use super::value::Kind;
+use super::conn_state::ConnState;
+use crate::at::model::batch_sql::Batch;
+use crate::at::model::image::{image_from_rows, TableRecords};
+use crate::at::model::int_set;
+use crate::at::model::plan::{Plan, Prepared};
 use crate::error::RmError;
 
-/// The statements of one batch.
-pub(super) struct Batch {
-    sql: String,
-    /// An INSERT and its after image; otherwise a before image, an UPDATE or DELETE and
-    /// perhaps a guess at the after image.
-    insert: bool,
-    guess_after: bool,
-    /// The UPDATE's integer arithmetic gives its after image (`int_set.rs`): no guess is sent.
-    computes_after: bool,
-}
-
-impl Batch {
-    /// The batch for `plan`'s statement, or `None` when it must be sent on its own.
-    pub(super) fn build(
-        plan: &Plan<'_>,
-        sql: &str,
-        params: &Params,
-        protocol: Protocol,
-    ) -> Option<Batch> {
-        let exact = plan.columns.iter().all(|c| {
-            plan.meta
-                .column(c)
-                .is_some_and(|m| !matches!(m.kind, Kind::Float | Kind::Double))
-        });
-        if !exact {
-            return None;
-        }
-        let params: &[Value] = match (protocol, params) {
-            (Protocol::Text, _) | (_, Params::Empty) => &[],
-            (Protocol::Binary, Params::Positional(p)) => p,
-            (Protocol::Binary, Params::Named(_)) => return None,
-        };
-        let statement = inline_params(sql, params)?;
-        let Some(filter) = plan.filter else {
-            return insert_batch(plan, statement);
-        };
-        let select = inline_params(
-            &format!(
-                "SELECT {} FROM {}{}",
-                column_list(&plan.columns),
-                plan.table.from_sql(),
-                filter.render()
-            ),
-            &filter.params,
-        )?;
-        let computes_after = plan
-            .int_sets
-            .is_some_and(|sets| int_set::applies(&plan.meta, sets));
-        let guess_after = plan.sql_type == SqlType::Update
-            && !computes_after
-            && !reads_any(filter, plan.set_columns);
-        let mut batch = format!("{select} FOR UPDATE;{statement}");
-        if guess_after {
-            // In key order, as a read by key returns the rows (the lock key and the undo log
-            // list them in image order).
-            let keys: Vec<String> = plan.meta.primary_keys.iter().map(|k| quote(k)).collect();
-            let keys = keys.join(", ");
-            if filter.order_by.is_empty() && filter.limit.is_none() {
-                batch.push_str(&format!(";{select} ORDER BY {keys}"));
-            } else {
-                // The filter's own ORDER BY and LIMIT pick the rows; the outer one sorts them.
-                batch.push_str(&format!(
-                    ";SELECT * FROM ({select}) AS seata_after ORDER BY {keys}"
-                ));
-            }
-        }
-        Some(Batch {
-            sql: batch,
-            guess_after,
-            computes_after,
-            insert: false,
-        })
+/// Sends `batch` (the application's `sql` among its statements) and reads the images.
+/// An error before the statement's own result is the statement's error, with nothing
+/// changed; one after it leaves the local transaction able only to roll back.
+pub(crate) async fn run_batch(
+    c: &mut ConnState,
+    sql: &str,
+    batch: Batch,
+    plan: Plan<'_>,
+) -> Result<Prepared, RmError> {
+    debug!(batch = %batch.sql, "images and statement in one round trip");
+    if batch.insert {
+        return run_insert_batch(c, sql, batch, plan).await;
     }
-}
-
-/// An INSERT and the read of its rows by key: explicit keys as literals, generated ones as
-/// `LAST_INSERT_ID()` plus the row's place times `@@auto_increment_increment`, evaluated by
-/// MySQL right after the INSERT (the numbering `exec.rs` assumes when it reads them apart).
-fn insert_batch(plan: &Plan<'_>, statement: String) -> Option<Batch> {
-    let pk_cols = plan.meta.primary_key_columns();
-    let mut rows = Vec::with_capacity(plan.insert_keys.len());
-    for (i, row) in plan.insert_keys.iter().enumerate() {
-        let values = row
-            .iter()
-            .zip(&pk_cols)
-            .map(|(key, col)| match key {
-                KeySource::Explicit(v) => sql_literal(&v.to_mysql(col.data_type == "year")),
-                KeySource::Generated if i == 0 => Some("LAST_INSERT_ID()".to_string()),
-                KeySource::Generated => Some(format!(
-                    "LAST_INSERT_ID() + {i} * @@auto_increment_increment"
-                )),
-            })
-            .collect::<Option<Vec<_>>>()?;
-        rows.push(values);
-    }
-    let keys: Vec<String> = pk_cols.iter().map(|c| quote(&c.name)).collect();
-    let condition = match keys.as_slice() {
-        [one] => format!(
-            "{one} IN ({})",
-            rows.iter()
-                .map(|r| r.join(""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        _ => rows
-            .iter()
-            .map(|r| {
-                let pairs: Vec<String> = keys
-                    .iter()
-                    .zip(r)
-                    .map(|(k, v)| format!("{k} = {v}"))
-                    .collect();
-                format!("({})", pairs.join(" AND "))
-            })
-            .collect::<Vec<_>>()
-            .join(" OR "),
+    let mut result = match c.conn.query_iter(batch.sql.as_str()).await {
+        Ok(r) => r,
+        Err(e) => return Err(c.statement_failed(sql, e)),
     };
-    if rows.is_empty() || rows.len() > 1000 {
-        return None;
-    }
-    Some(Batch {
-        sql: format!(
-            "{statement};SELECT {} FROM {} WHERE {condition} ORDER BY {}",
-            column_list(&plan.columns),
-            plan.table.name,
-            keys.join(", ")
-        ),
-        guess_after: true,
-        computes_after: false,
-        insert: true,
-    })
-}
-
-/// Whether the filter's WHERE or ORDER BY names any of `columns`.
-fn reads_any(filter: &Filter, columns: &[String]) -> bool {
-    let hit = |e: &Expr| {
-        if column_name(e).is_some_and(|n| columns.iter().any(|c| c.eq_ignore_ascii_case(n))) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    };
-    visit_expressions(&filter.selection, hit).is_break()
-        || visit_expressions(&filter.order_by, hit).is_break()
-}
-
-impl AtConnection {
-    /// Sends `batch` (the application's `sql` among its statements) and reads the images.
-    /// An error before the statement's own result is the statement's error, with nothing
-    /// changed; one after it leaves the local transaction able only to roll back.
-    pub(super) async fn run_batch(
-        &mut self,
-        sql: &str,
-        batch: Batch,
-        plan: Plan<'_>,
-    ) -> Result<Prepared, RmError> {
-        debug!(batch = %batch.sql, "images and statement in one round trip");
-        if batch.insert {
-            return self.run_insert_batch(sql, batch, plan).await;
-        }
-        let mut result = match self.conn.query_iter(batch.sql.as_str()).await {
-            Ok(r) => r,
-            Err(e) => return Err(self.statement_failed(sql, e)),
-        };
-        // Reading the image's last row also reads the statement's result; an error there is
-        // kept for the next read, so the pending result tells whether the statement ran.
-        let before = result.collect::<mysql_async::Row>().await;
-        let ran = before.is_ok() && result.columns().is_some();
-        let before = match before {
-            Ok(rows) if ran => rows,
-            failed => {
-                let e = match failed {
+    // Reading the image's last row also reads the statement's result; an error there is
+    // kept for the next read, so the pending result tells whether the statement ran.
+    let before = result.collect::<mysql_async::Row>().await;
+    let ran = before.is_ok() && result.columns().is_some();
+    let before = match before {
+        Ok(rows) if ran => rows,
+        failed => {
+            let e = match failed {
+                Err(e) => e,
+                Ok(_) => match result.collect::<mysql_async::Row>().await {
                     Err(e) => e,
-                    Ok(_) => match result.collect::<mysql_async::Row>().await {
-                        Err(e) => e,
-                        Ok(_) => {
-                            mysql_async::Error::Other("a batched statement sent no result".into())
-                        }
-                    },
-                };
-                drop(result);
-                return Err(self.statement_failed(sql, e));
-            }
-        };
-        let affected = result.affected_rows();
-        let insert_id = result.last_insert_id();
-        let warnings = result.warnings();
-        // The statement's own (empty) result, then the guess. The guess is only a shortcut:
-        // if it fails the after image is read by key, which meets any lasting problem again.
-        let guess = async {
-            result.collect::<mysql_async::Row>().await?;
-            let guess = if batch.guess_after {
-                Some(result.collect::<mysql_async::Row>().await?)
-            } else {
-                None
+                    Ok(_) => mysql_async::Error::Other("a batched statement sent no result".into()),
+                },
             };
-            result.drop_result().await?;
-            Ok::<_, mysql_async::Error>(guess)
+            drop(result);
+            return Err(c.statement_failed(sql, e));
         }
-        .await
-        .unwrap_or_else(|e| {
-            debug!(error = %e, "after-image guess failed; reading by key");
+    };
+    let affected = result.affected_rows();
+    let insert_id = result.last_insert_id();
+    let warnings = result.warnings();
+    // The statement's own (empty) result, then the guess. The guess is only a shortcut:
+    // if it fails the after image is read by key, which meets any lasting problem again.
+    let guess = async {
+        result.collect::<mysql_async::Row>().await?;
+        let guess = if batch.guess_after {
+            Some(result.collect::<mysql_async::Row>().await?)
+        } else {
             None
-        });
-        self.session.observe(sql, true);
-        self.affected = affected;
-        self.insert_id = insert_id;
-        let images = image_from_rows(&plan.meta, &plan.columns, before).and_then(|before| {
-            let after = match (guess, plan.int_sets) {
-                (Some(rows), _) => Some(image_from_rows(&plan.meta, &plan.columns, rows)?),
-                // A warning (a clamped value, say) means MySQL did not store what the
-                // arithmetic says: the after image is read by key instead.
-                (None, Some(sets)) if batch.computes_after && warnings == 0 => {
-                    int_set::after_image(&plan.meta, &before, sets)
-                }
-                (None, _) => None,
-            };
-            Ok::<(TableRecords, _), RmError>((before, after))
-        });
-        match images {
-            Ok((before, after)) => Ok(plan.into_prepared(before, after)),
-            Err(e) => {
-                self.poison(&e);
-                Err(e)
-            }
-        }
-    }
-
-    /// The application's statement failed (nothing of it took effect).
-    fn statement_failed(&mut self, sql: &str, e: mysql_async::Error) -> RmError {
-        self.session.observe(sql, false);
-        self.note_failure(&e);
-        e.into()
-    }
-
-    /// [`run_batch`](Self::run_batch) for an INSERT: its own result comes first, so an
-    /// error before it is the statement's; the read of its rows is only a shortcut.
-    async fn run_insert_batch(
-        &mut self,
-        sql: &str,
-        batch: Batch,
-        plan: Plan<'_>,
-    ) -> Result<Prepared, RmError> {
-        let mut result = match self.conn.query_iter(batch.sql.as_str()).await {
-            Ok(r) => r,
-            Err(e) => return Err(self.statement_failed(sql, e)),
         };
-        let affected = result.affected_rows();
-        let insert_id = result.last_insert_id();
-        let after = async {
-            result.collect::<mysql_async::Row>().await?;
-            let rows = result.collect::<mysql_async::Row>().await?;
-            result.drop_result().await?;
-            Ok::<_, mysql_async::Error>(rows)
+        result.drop_result().await?;
+        Ok::<_, mysql_async::Error>(guess)
+    }
+    .await
+    .unwrap_or_else(|e| {
+        debug!(error = %e, "after-image guess failed; reading by key");
+        None
+    });
+    c.session.observe(sql, true);
+    c.affected = affected;
+    c.insert_id = insert_id;
+    let images = image_from_rows(&plan.meta, &plan.columns, before).and_then(|before| {
+        let after = match (guess, plan.int_sets) {
+            (Some(rows), _) => Some(image_from_rows(&plan.meta, &plan.columns, rows)?),
+            // A warning (a clamped value, say) means MySQL did not store what the
+            // arithmetic says: the after image is read by key instead.
+            (None, Some(sets)) if batch.computes_after && warnings == 0 => {
+                int_set::after_image(&plan.meta, &before, sets)
+            }
+            (None, _) => None,
+        };
+        Ok::<(TableRecords, _), RmError>((before, after))
+    });
+    match images {
+        Ok((before, after)) => Ok(plan.into_prepared(before, after)),
+        Err(e) => {
+            c.poison(&e);
+            Err(e)
         }
-        .await
-        .unwrap_or_else(|e| {
-            debug!(error = %e, "reading the inserted rows failed; reading them by key");
-            Vec::new()
-        });
-        self.session.observe(sql, true);
-        self.affected = affected;
-        self.insert_id = insert_id;
-        match image_from_rows(&plan.meta, &plan.columns, after) {
-            Ok(after) => {
-                let before = TableRecords::empty(&plan.meta);
-                Ok(plan.into_prepared(before, Some(after)))
-            }
-            Err(e) => {
-                self.poison(&e);
-                Err(e)
-            }
+    }
+}
+
+/// [`run_batch`](Self::run_batch) for an INSERT: its own result comes first, so an
+/// error before it is the statement's; the read of its rows is only a shortcut.
+async fn run_insert_batch(
+    c: &mut ConnState,
+    sql: &str,
+    batch: Batch,
+    plan: Plan<'_>,
+) -> Result<Prepared, RmError> {
+    let mut result = match c.conn.query_iter(batch.sql.as_str()).await {
+        Ok(r) => r,
+        Err(e) => return Err(c.statement_failed(sql, e)),
+    };
+    let affected = result.affected_rows();
+    let insert_id = result.last_insert_id();
+    let after = async {
+        result.collect::<mysql_async::Row>().await?;
+        let rows = result.collect::<mysql_async::Row>().await?;
+        result.drop_result().await?;
+        Ok::<_, mysql_async::Error>(rows)
+    }
+    .await
+    .unwrap_or_else(|e| {
+        debug!(error = %e, "reading the inserted rows failed; reading them by key");
+        Vec::new()
+    });
+    c.session.observe(sql, true);
+    c.affected = affected;
+    c.insert_id = insert_id;
+    match image_from_rows(&plan.meta, &plan.columns, after) {
+        Ok(after) => {
+            let before = TableRecords::empty(&plan.meta);
+            Ok(plan.into_prepared(before, Some(after)))
+        }
+        Err(e) => {
+            c.poison(&e);
+            Err(e)
         }
     }
 }

@@ -16,9 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{error, info, instrument, warn};
 
-use super::proxy::DataSourceProxy;
-use super::undo_exec::undo;
-use super::{AtConfig, TcLink};
+use super::resource::DataSourceProxy;
+use super::rollback::undo;
+use crate::at::config::AtConfig;
+use crate::at::tc_link::TcLink;
 use crate::error::RmError;
 
 /// Undo-log rows deleted per statement by the commit worker (Seata's batch size).

@@ -1,4 +1,5 @@
-//! What an [`AtConnection`](super::AtConnection) knows about its MySQL session, so that AT mode
+//! What an [`AtConnection`](crate::at::AtConnection) knows about its MySQL session (the
+//! server's connection state, not a Seata session), so that AT mode
 //! skips the round trips whose answers it already has:
 //!
 //! - the **current database**, for statements that name no schema: the data source's configured
@@ -14,7 +15,7 @@
 //! application statement is scanned for the words `USE`, `DATABASE`/`SCHEMA` (dropping the
 //! current database makes it NULL) and `auto_increment_increment`; comments and string literals
 //! are not skipped, so the scan errs towards a false alarm, which costs one query, never towards
-//! a miss. Statements sent through [`AtConnection::raw`](super::AtConnection::raw) cannot be
+//! a miss. Statements sent through [`AtConnection::raw`](crate::at::AtConnection::raw) cannot be
 //! seen, so taking `raw()` forgets the database and the increment; autocommit is always checked
 //! against the status flags of the server's last OK packet before it is relied on.
 //!
@@ -27,8 +28,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use sqlparser::ast::{ObjectNamePart, Statement, Use};
 
-use super::proxy::DataSource;
-use super::recognize::parse;
+use crate::at::model::recognize::parse;
 use crate::error::RmError;
 
 /// How the next local transaction the proxy opens on its own starts.
@@ -46,7 +46,7 @@ pub(crate) enum TxStart {
 
 /// The session facts a proxied connection caches (see the module docs).
 #[derive(Debug)]
-pub(crate) struct Session {
+pub(crate) struct MysqlSession {
     /// The current database; `None` when it must be asked for.
     db: Option<Option<String>>,
     /// Set while the session's autocommit is off because the proxy turned it off.
@@ -99,11 +99,12 @@ fn status(conn: &Conn) -> Option<StatusFlags> {
     conn.last_ok_packet().map(|ok| ok.status_flags())
 }
 
-impl Session {
-    /// The facts for a connection just taken from `ds`'s pool.
-    pub(crate) fn new(ds: &DataSource, conn: &Conn) -> Self {
-        Session {
-            db: ds.assumed_db(conn),
+impl MysqlSession {
+    /// The facts for a connection just taken from a pool; `assumed_db` is the database it is
+    /// known to be in, if known (`DataSource::assumed_db`).
+    pub(crate) fn new(assumed_db: Option<Option<String>>) -> Self {
+        MysqlSession {
+            db: assumed_db,
             autocommit_off: false,
             auto_increment_step: None,
         }
@@ -129,8 +130,8 @@ impl Session {
     }
 
     /// Whether the current database is known to be the data source's configured one.
-    pub(crate) fn in_default_db(&self, ds: &DataSource) -> bool {
-        self.db.as_ref().is_some_and(|db| *db == ds.default_db)
+    pub(crate) fn in_default_db(&self, default_db: &Option<String>) -> bool {
+        self.db.as_ref().is_some_and(|db| db == default_db)
     }
 
     /// The session's current database, asked for only when unknown.

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use dashmap::DashSet;
 use mysql_async::{Conn, Opts, Pool};
 
-use super::connection::AtConnection;
-use super::meta::TableMetaCache;
-use super::session::current_db;
-use super::undo::{UndoCodec, UndoLogTable};
-use super::{AtConfig, TcLink};
+use super::meta_cache::TableMetaCache;
+use super::mysql_session::current_db;
+use super::undo_log_table::UndoLogTable;
+use crate::at::config::AtConfig;
+use crate::at::model::undo_json::UndoCodec;
+use crate::at::tc_link::TcLink;
 use crate::error::RmError;
 
 /// The resource id Java Seata gives a MySQL data source: its JDBC URL without parameters,
@@ -71,7 +72,8 @@ impl DataSource {
 }
 
 /// An AT-mode data source. Cheap to clone; get one from
-/// [`AtResourceManager::data_source`](super::AtResourceManager::data_source).
+/// [`AtResourceManager::data_source`](crate::at::AtResourceManager::data_source); connections come
+/// from `get_conn` (in `connection.rs`).
 #[derive(Clone)]
 pub struct DataSourceProxy {
     pub(crate) inner: Arc<DataSource>,
@@ -123,11 +125,5 @@ impl DataSourceProxy {
     /// The table metadata cache (call `invalidate` after DDL).
     pub fn table_meta(&self) -> &TableMetaCache {
         &self.inner.meta
-    }
-
-    /// A proxied connection from the pool.
-    pub async fn get_conn(&self) -> Result<AtConnection, RmError> {
-        let conn = self.inner.pool.get_conn().await?;
-        Ok(AtConnection::new(conn, self.clone()))
     }
 }

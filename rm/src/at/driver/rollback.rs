@@ -11,14 +11,16 @@
 //! current rows are read `FOR UPDATE` so nobody can change them between check and undo.
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Value};
+use mysql_async::Conn;
 use tracing::{debug, error, info, warn};
 
-use super::image::{diff, quote, select_by_keys, KeyType, Row};
-use super::meta::TableMeta;
-use super::proxy::DataSource;
-use super::recognize::parse_table_name;
-use super::undo::{serializer_of, LogStatus, SqlType, SqlUndoLog, DEFENSE_ROLLBACK_INFO};
+use super::image_query::select_by_keys;
+use super::resource::DataSource;
+use crate::at::model::compensation::compensation;
+use crate::at::model::image::diff;
+use crate::at::model::recognize::parse_table_name;
+use crate::at::model::undo_json::serializer_of;
+use crate::at::model::undo_log::{LogStatus, SqlType, SqlUndoLog, DEFENSE_ROLLBACK_INFO};
 use crate::error::RmError;
 
 /// MySQL's duplicate-key error: the defense insert met a phase-one row committed meanwhile.
@@ -175,61 +177,4 @@ async fn undo_item(
         conn.exec_drop(sql, params).await?;
     }
     Ok(())
-}
-
-/// The statement that reverses `row` (one statement per row, at-mode.md 7.2).
-fn compensation(
-    sql_type: SqlType,
-    meta: &TableMeta,
-    from: &str,
-    row: &Row,
-) -> Result<(String, Vec<Value>), RmError> {
-    let bind = |f: &super::image::Field| {
-        let year = meta.column(&f.name).is_some_and(|c| c.data_type == "year");
-        f.value.to_mysql(year)
-    };
-    let pk = row
-        .primary_key(meta)
-        .ok_or_else(|| RmError::ImageMismatch {
-            table: meta.name.clone(),
-            reason: "an undo row lacks a primary key column".into(),
-        })?;
-    let pk_cond = pk
-        .iter()
-        .map(|f| format!("{} = ?", quote(&f.name)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let pk_params: Vec<Value> = pk.iter().map(|f| bind(f)).collect();
-    let non_pk: Vec<&super::image::Field> = row
-        .fields
-        .iter()
-        .filter(|f| f.key_type != KeyType::PrimaryKey)
-        .collect();
-    Ok(match sql_type {
-        SqlType::Insert => (format!("DELETE FROM {from} WHERE {pk_cond}"), pk_params),
-        SqlType::Update => {
-            let sets = non_pk
-                .iter()
-                .map(|f| format!("{} = ?", quote(&f.name)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut params: Vec<Value> = non_pk.iter().map(|f| bind(f)).collect();
-            params.extend(pk_params);
-            (format!("UPDATE {from} SET {sets} WHERE {pk_cond}"), params)
-        }
-        SqlType::Delete => {
-            let cols: Vec<&super::image::Field> = non_pk.into_iter().chain(pk).collect();
-            let names = cols
-                .iter()
-                .map(|f| quote(&f.name))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let marks = vec!["?"; cols.len()].join(", ");
-            let params = cols.iter().map(|f| bind(f)).collect();
-            (
-                format!("INSERT INTO {from} ({names}) VALUES ({marks})"),
-                params,
-            )
-        }
-    })
 }

@@ -1,16 +1,8 @@
-//! Row images: the [`TableRecords`]/[`Row`]/[`Field`] model and the queries that read them.
-//!
-//! Before images lock what the statement will touch (`SELECT ... <where> [ORDER BY/LIMIT] FOR
-//! UPDATE`, at-mode.md 3.4); after images and rollback checks read rows by primary key. Queries
-//! are assembled from AST pieces (`Display`) and quoted metadata names; values always travel
-//! as `?` parameters.
+//! Row images: the [`TableRecords`]/[`Row`]/[`Field`] model, building one from result rows,
+//! and comparing two (at-mode.md 7.1). The SQL that reads images is in `image_sql.rs`, its
+//! execution in `driver/image_query.rs`.
 
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Params, Value};
-use tracing::debug;
-
-use super::meta::TableMeta;
-use super::recognize::Filter;
+use super::table_meta::TableMeta;
 use super::value::FieldValue;
 use crate::error::RmError;
 
@@ -110,107 +102,6 @@ impl TableRecords {
             })
             .collect()
     }
-}
-
-/// Back-quotes an identifier (doubling embedded back-quotes).
-pub fn quote(ident: &str) -> String {
-    format!("`{}`", ident.replace('`', "``"))
-}
-
-/// Largest number of rows per by-key query, to stay far below MySQL's 65535 placeholders.
-const KEY_CHUNK: usize = 1000;
-
-/// `SELECT <columns> FROM <from> <filter> FOR UPDATE`: the before image of an UPDATE/DELETE.
-pub async fn select_for_update(
-    conn: &mut Conn,
-    meta: &TableMeta,
-    from: &str,
-    columns: &[String],
-    filter: &Filter,
-) -> Result<TableRecords, RmError> {
-    let sql = format!(
-        "SELECT {} FROM {from}{} FOR UPDATE",
-        column_list(columns),
-        filter.render()
-    );
-    query_image(conn, meta, &sql, filter.params.clone(), columns).await
-}
-
-/// Reads the rows with the given key values: the after image of INSERT/UPDATE (no lock, as
-/// Seata) or the current rows during rollback (`for_update`, to hold them until the undo).
-pub async fn select_by_keys(
-    conn: &mut Conn,
-    meta: &TableMeta,
-    from: &str,
-    columns: &[String],
-    keys: &[Vec<FieldValue>],
-    for_update: bool,
-) -> Result<TableRecords, RmError> {
-    let mut out = TableRecords::empty(meta);
-    let pk_cols = meta.primary_key_columns();
-    for chunk in keys.chunks(KEY_CHUNK) {
-        let (cond, params) = key_condition(meta, &pk_cols, chunk);
-        let sql = format!(
-            "SELECT {} FROM {from} WHERE {cond}{}",
-            column_list(columns),
-            if for_update { " FOR UPDATE" } else { "" }
-        );
-        out.rows
-            .extend(query_image(conn, meta, &sql, params, columns).await?.rows);
-    }
-    Ok(out)
-}
-
-/// `pk IN (?,...)` for a one-column key, `(a = ? AND b = ?) OR ...` for a composite key (a
-/// form both MySQL and MariaDB resolve through the primary index).
-pub(crate) fn key_condition(
-    meta: &TableMeta,
-    pk_cols: &[&super::meta::ColumnMeta],
-    keys: &[Vec<FieldValue>],
-) -> (String, Vec<Value>) {
-    let year = |i: usize| pk_cols.get(i).is_some_and(|c| c.data_type == "year");
-    let params: Vec<Value> = keys
-        .iter()
-        .flat_map(|k| k.iter().enumerate().map(move |(i, v)| v.to_mysql(year(i))))
-        .collect();
-    let cond = if let [pk] = meta.primary_keys.as_slice() {
-        let marks = vec!["?"; keys.len()].join(",");
-        format!("{} IN ({marks})", quote(pk))
-    } else {
-        let one = meta
-            .primary_keys
-            .iter()
-            .map(|c| format!("{} = ?", quote(c)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        vec![format!("({one})"); keys.len()].join(" OR ")
-    };
-    (cond, params)
-}
-
-pub(crate) fn column_list(columns: &[String]) -> String {
-    columns
-        .iter()
-        .map(|c| quote(c))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-async fn query_image(
-    conn: &mut Conn,
-    meta: &TableMeta,
-    sql: &str,
-    params: Vec<Value>,
-    columns: &[String],
-) -> Result<TableRecords, RmError> {
-    debug!(sql, "image query");
-    let params = if params.is_empty() {
-        Params::Empty
-    } else {
-        Params::Positional(params)
-    };
-    let rows: Vec<mysql_async::Row> = conn.exec(sql, params).await?;
-    image_from_rows(meta, columns, rows)
 }
 
 /// The image of rows read with `columns` in that order (binary or text protocol).
@@ -315,10 +206,5 @@ mod tests {
         assert_eq!(diff(&a, &image(vec![row(1, 10), row(2, 21)])), vec!["2"]);
         assert_eq!(diff(&a, &image(vec![row(1, 10)])), vec!["2"]);
         assert_eq!(diff(&image(vec![]), &image(vec![row(3, 1)])), vec!["3"]);
-    }
-
-    #[test]
-    fn quotes_identifiers() {
-        assert_eq!(quote("a`b"), "`a``b`");
     }
 }

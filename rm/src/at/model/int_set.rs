@@ -13,10 +13,11 @@
 use mysql_async::Value;
 use sqlparser::ast::{Assignment, AssignmentTarget, BinaryOperator, Expr, ObjectNamePart};
 
+use super::column_type::Kind;
 use super::image::{Row, TableRecords};
-use super::meta::TableMeta;
-use super::recognize::column_name;
-use super::value::{FieldValue, Kind};
+use super::sql_expr::column_name;
+use super::table_meta::TableMeta;
+use super::value::FieldValue;
 
 /// What one SET does to its column.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,7 +158,8 @@ fn int_of(v: &FieldValue) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::at::recognize::{recognize, Recognized};
+    use crate::at::model::recognize::recognize;
+    use crate::at::model::statement::Recognized;
 
     fn sets_of(sql: &str, params: Vec<Value>) -> Option<Vec<IntSet>> {
         let params = if params.is_empty() {

@@ -9,10 +9,12 @@
 use mysql_async::Value;
 use sqlparser::ast::{BinaryOperator, Expr, Value as SqlValue};
 
+use super::column_type::Kind;
 use super::image::TableRecords;
-use super::meta::TableMeta;
-use super::recognize::{column_name, int_literal, placeholder_positions, Filter};
-use super::value::{FieldValue, Kind};
+use super::sql_expr::{column_name, int_literal, placeholder_positions};
+use super::statement::Filter;
+use super::table_meta::TableMeta;
+use super::value::FieldValue;
 use crate::error::RmError;
 
 /// The lock key of one image: `table:k1,k2,...`, or `None` when the image has no rows.
@@ -202,9 +204,10 @@ impl LockKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::at::image::{Field, KeyType, Row};
-    use crate::at::meta::ColumnMeta;
-    use crate::at::value::{classify, FieldValue};
+    use crate::at::model::column_type::classify;
+    use crate::at::model::image::{Field, KeyType, Row};
+    use crate::at::model::table_meta::ColumnMeta;
+    use crate::at::model::value::FieldValue;
 
     fn col(name: &str, ty: &str) -> ColumnMeta {
         let (kind, jdbc_type) = classify(ty, ty);
@@ -224,6 +227,7 @@ mod tests {
             name: "order_tbl".into(),
             columns: vec![col("id", "int"), col("code", "varchar"), col("v", "int")],
             primary_keys: pks.iter().map(|s| s.to_string()).collect(),
+            unique_keys: Vec::new(),
             update_triggers: false,
         }
     }
@@ -285,9 +289,9 @@ mod tests {
         } else {
             mysql_async::Params::Positional(params)
         };
-        match crate::at::recognize::recognize(sql, &params).unwrap() {
-            crate::at::recognize::Recognized::Update(u) => u.filter,
-            crate::at::recognize::Recognized::Delete(d) => d.filter,
+        match crate::at::model::recognize::recognize(sql, &params).unwrap() {
+            crate::at::model::statement::Recognized::Update(u) => u.filter,
+            crate::at::model::statement::Recognized::Delete(d) => d.filter,
             other => panic!("{other:?}"),
         }
     }

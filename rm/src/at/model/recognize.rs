@@ -11,160 +11,24 @@
 //! Parsing keeps literals raw (`unescape = false`) so that re-rendering a WHERE clause with
 //! `Display` reproduces MySQL's backslash escapes exactly.
 
-use std::ops::ControlFlow;
 use std::sync::{Arc, LazyLock};
 
 use mysql_async::{Params, Value};
 use sqlparser::ast::{
-    visit_expressions, AssignmentTarget, Expr, FromTable, Ident, LockType, ObjectName,
-    ObjectNamePart, OnInsert, OrderByExpr, OrderByKind, SetExpr, Statement, TableFactor,
-    TableObject, TableWithJoins, UnaryOperator, Value as SqlValue,
+    AssignmentTarget, Expr, FromTable, Ident, LockType, ObjectName, ObjectNamePart, OnInsert,
+    OrderByKind, SetExpr, Statement, TableFactor, TableObject, TableWithJoins, UnaryOperator,
+    Value as SqlValue,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::{Parser, ParserOptions};
 
-use super::int_set::{int_sets, IntSet};
+use super::int_set::int_sets;
+use super::sql_expr::{int_literal, placeholder_positions, unescape};
+use super::statement::{
+    Cell, DeleteStmt, Filter, InsertStmt, Recognized, SelectStmt, TableRef, TxControl, UpdateStmt,
+};
 use super::text_cache::TextCache;
 use crate::error::RmError;
-
-/// What a statement means to AT mode.
-#[derive(Debug, Clone)]
-pub enum Recognized {
-    /// Runs as is: no image, no lock (plain SELECT, DDL, SET, ...).
-    Plain,
-    /// A single-table `INSERT ... VALUES`.
-    Insert(InsertStmt),
-    /// A single-table `UPDATE`.
-    Update(UpdateStmt),
-    /// A single-table `DELETE`.
-    Delete(DeleteStmt),
-    /// A single-table `SELECT ... FOR UPDATE`.
-    SelectForUpdate(SelectStmt),
-    /// `BEGIN`/`START TRANSACTION`, `COMMIT` or `ROLLBACK` sent as SQL: the proxy must track
-    /// them, or undo items would be committed without an undo log.
-    Transaction(TxControl),
-}
-
-/// A transaction-control statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TxControl {
-    /// `BEGIN` / `START TRANSACTION`.
-    Begin,
-    /// `COMMIT`.
-    Commit,
-    /// `ROLLBACK` (not `ROLLBACK TO SAVEPOINT`).
-    Rollback,
-}
-
-/// The target table as written in the statement.
-#[derive(Debug, Clone)]
-pub struct TableRef {
-    /// The name as written (may carry a schema and back-quotes).
-    pub name: ObjectName,
-    /// The schema part, unquoted, if written.
-    pub schema: Option<String>,
-    /// The table part, unquoted.
-    pub table: String,
-    /// The alias, if any.
-    pub alias: Option<Ident>,
-}
-
-impl TableRef {
-    /// `name [alias]`, ready for a FROM clause.
-    pub fn from_sql(&self) -> String {
-        match &self.alias {
-            Some(a) => format!("{} {}", self.name, a),
-            None => self.name.to_string(),
-        }
-    }
-}
-
-/// The row filter of an UPDATE/DELETE/SELECT: the WHERE, ORDER BY and LIMIT pieces of the
-/// statement and the parameters their `?`s take, in order.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// The WHERE condition.
-    pub selection: Option<Expr>,
-    /// ORDER BY items (MySQL single-table UPDATE/DELETE, SELECT).
-    pub order_by: Vec<OrderByExpr>,
-    /// The LIMIT clause rendered with a leading space (` LIMIT 10`), if any.
-    pub limit: Option<String>,
-    /// Values for the `?`s of the three pieces above, in text order.
-    pub params: Vec<Value>,
-}
-
-impl Filter {
-    /// ` WHERE ... ORDER BY ... LIMIT ...` (each part only when present).
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        if let Some(w) = &self.selection {
-            s.push_str(&format!(" WHERE {w}"));
-        }
-        if !self.order_by.is_empty() {
-            let items: Vec<String> = self.order_by.iter().map(ToString::to_string).collect();
-            s.push_str(&format!(" ORDER BY {}", items.join(", ")));
-        }
-        if let Some(l) = &self.limit {
-            s.push_str(l);
-        }
-        s
-    }
-}
-
-/// One value of an INSERT row, as far as the primary key needs to know it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    /// A literal or a bound parameter.
-    Value(Value),
-    /// `NULL` (on an auto-increment key: "generate one").
-    Null,
-    /// `DEFAULT`.
-    Default,
-    /// Any other expression (function call, arithmetic...), rendered.
-    Expr(String),
-}
-
-/// `INSERT INTO t [(cols)] VALUES (...), (...)` or `INSERT INTO t SET c = v, ...`.
-#[derive(Debug, Clone)]
-pub struct InsertStmt {
-    /// The target table.
-    pub table: TableRef,
-    /// The column list, unquoted; empty when the statement has none (all columns in order).
-    pub columns: Vec<String>,
-    /// The VALUES rows.
-    pub rows: Vec<Vec<Cell>>,
-}
-
-/// `UPDATE t SET ... [WHERE] [ORDER BY] [LIMIT]`.
-#[derive(Debug, Clone)]
-pub struct UpdateStmt {
-    /// The target table.
-    pub table: TableRef,
-    /// The SET columns in statement order, unquoted.
-    pub columns: Vec<String>,
-    /// The rows it touches.
-    pub filter: Filter,
-    /// The SETs as integer changes, when every one is (see `int_set.rs`).
-    pub int_sets: Option<Vec<IntSet>>,
-}
-
-/// `DELETE FROM t [WHERE] [ORDER BY] [LIMIT]`.
-#[derive(Debug, Clone)]
-pub struct DeleteStmt {
-    /// The target table.
-    pub table: TableRef,
-    /// The rows it removes.
-    pub filter: Filter,
-}
-
-/// `SELECT ... FROM t [WHERE] ... FOR UPDATE`.
-#[derive(Debug, Clone)]
-pub struct SelectStmt {
-    /// The table read.
-    pub table: TableRef,
-    /// The rows it locks.
-    pub filter: Filter,
-}
 
 /// Parses of recent statements: the same parameterized texts come back all the time.
 static PARSED: LazyLock<TextCache<Option<Arc<Vec<Statement>>>>> =
@@ -241,21 +105,6 @@ pub fn recognize(sql: &str, params: &Params) -> Result<Recognized, RmError> {
 struct Placeholders<'a> {
     positions: Vec<(u64, u64)>,
     params: &'a [Value],
-}
-
-/// The (line, column) of every `?` inside `v`, in text order.
-pub(crate) fn placeholder_positions<V: sqlparser::ast::Visit>(v: &V) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let _ = visit_expressions(v, |e| {
-        if let Expr::Value(vs) = e {
-            if matches!(vs.value, SqlValue::Placeholder(_)) {
-                out.push((vs.span.start.line, vs.span.start.column));
-            }
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    out.sort_unstable();
-    out
 }
 
 impl Placeholders<'_> {
@@ -520,37 +369,6 @@ fn number(n: &str) -> Value {
     }
 }
 
-/// Undoes MySQL string-literal escapes on a raw literal body (`''` and backslash escapes).
-pub(crate) fn unescape(raw: &str, quote: char) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == quote && chars.peek() == Some(&quote) {
-            chars.next();
-            out.push(quote);
-        } else if c == '\\' {
-            match chars.next() {
-                Some('0') => out.push('\0'),
-                Some('b') => out.push('\u{8}'),
-                Some('n') => out.push('\n'),
-                Some('r') => out.push('\r'),
-                Some('t') => out.push('\t'),
-                Some('Z') => out.push('\u{1a}'),
-                // MySQL keeps the backslash before % and _ (they matter to LIKE).
-                Some(k @ ('%' | '_')) => {
-                    out.push('\\');
-                    out.push(k);
-                }
-                Some(other) => out.push(other),
-                None => out.push('\\'),
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn update(
     sql: &str,
     up: &sqlparser::ast::Update,
@@ -625,40 +443,6 @@ fn delete(
     filter.params.extend(ph.params_of(sql, &del.order_by)?);
     filter.params.extend(ph.params_of(sql, &del.limit)?);
     Ok(DeleteStmt { table, filter })
-}
-
-/// The column an expression names (`c`, `t.c`, `(c)`), unquoted.
-pub(crate) fn column_name(e: &Expr) -> Option<&str> {
-    match e {
-        Expr::Identifier(i) => Some(&i.value),
-        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.as_str()),
-        Expr::Nested(inner) => column_name(inner),
-        _ => None,
-    }
-}
-
-/// The value of an integer or NULL literal (`5`, `-5`, `(7)`, `NULL`).
-pub(crate) fn int_literal(e: &Expr) -> Option<Value> {
-    match e {
-        Expr::Value(v) => match &v.value {
-            SqlValue::Number(n, _) => n
-                .parse::<i64>()
-                .map(Value::Int)
-                .or_else(|_| n.parse::<u64>().map(Value::UInt))
-                .ok(),
-            SqlValue::Null => Some(Value::NULL),
-            _ => None,
-        },
-        Expr::UnaryOp {
-            op: UnaryOperator::Minus,
-            expr,
-        } => match int_literal(expr)? {
-            Value::Int(i) => i.checked_neg().map(Value::Int),
-            _ => None,
-        },
-        Expr::Nested(inner) => int_literal(inner),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Unit tests for `undo.rs`: the exact Jackson bytes and decoding of every value class.
 
 use super::*;
-use crate::at::value::jdbc;
+use crate::at::model::column_type::jdbc;
+use crate::at::model::undo_log::*;
 
 /// at-mode.md 2.4: the stored bytes of the worked UPDATE example.
 const WORKED_EXAMPLE: &str = r#"{"@class":"io.seata.rm.datasource.undo.BranchUndoLog","xid":"192.168.0.2:8091:2000042948","branchId":2000042950,"sqlUndoLogs":["java.util.ArrayList",[{"@class":"io.seata.rm.datasource.undo.SQLUndoLog","sqlType":"UPDATE","tableName":"account_tbl","beforeImage":{"@class":"io.seata.rm.datasource.sql.struct.TableRecords","tableName":"account_tbl","rows":["java.util.ArrayList",[{"@class":"io.seata.rm.datasource.sql.struct.Row","fields":["java.util.ArrayList",[{"@class":"io.seata.rm.datasource.sql.struct.Field","name":"id","keyType":"PRIMARY_KEY","type":4,"value":1},{"@class":"io.seata.rm.datasource.sql.struct.Field","name":"money","keyType":"NULL","type":4,"value":1000}]]}]]},"afterImage":{"@class":"io.seata.rm.datasource.sql.struct.TableRecords","tableName":"account_tbl","rows":["java.util.ArrayList",[{"@class":"io.seata.rm.datasource.sql.struct.Row","fields":["java.util.ArrayList",[{"@class":"io.seata.rm.datasource.sql.struct.Field","name":"id","keyType":"PRIMARY_KEY","type":4,"value":1},{"@class":"io.seata.rm.datasource.sql.struct.Field","name":"money","keyType":"NULL","type":4,"value":900}]]}]]}}]]}"#;

@@ -1,0 +1,32 @@
+//! The I/O-free core of AT mode: everything about a statement, its images and its undo log
+//! that can be decided without a connection. Nothing here awaits; `driver` runs it.
+//!
+//! Dependencies point one way (top uses bottom):
+//!
+//! ```text
+//! recognize ─► statement ─► int_set ─► image ─► value ─► table_meta ─► column_type
+//!     │            ▲            │                  ▲
+//!     └─► sql_expr ┘            └──────────────────┘
+//! plan ─► batch_sql, lock_key, image_sql, compensation ─► image, value, table_meta
+//! undo_json ─► undo_log ─► image;  json, literal, text_cache: leaves
+//! ```
+
+pub mod batch_sql;
+pub mod column_type;
+pub mod compensation;
+pub mod image;
+pub mod image_sql;
+pub mod int_set;
+pub(crate) mod json;
+pub(crate) mod literal;
+pub(crate) mod local_tx;
+pub mod lock_key;
+pub mod plan;
+pub mod recognize;
+pub mod sql_expr;
+pub mod statement;
+pub mod table_meta;
+pub(crate) mod text_cache;
+pub mod undo_json;
+pub mod undo_log;
+pub mod value;
