@@ -62,6 +62,16 @@ struct Args {
     /// [default dtmservice].
     #[arg(long)]
     etcd_key: Option<String>,
+    /// Without a subcommand the TC runs; `admin` talks to a running TC instead.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Operate a running TC through its admin API: list, show, locks, clients, audit, retry,
+    /// rollback, commit, give-up, delete.
+    Admin(seata_tc::admin::cli::AdminArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -159,6 +169,11 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(Command::Admin(admin)) = args.command {
+        // A client: no logging set-up, its output is the answer.
+        std::process::exit(seata_tc::admin::cli::run(admin).await);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -167,7 +182,6 @@ async fn main() -> anyhow::Result<()> {
         // Colour codes only for a terminal: logs piped to files or collectors stay plain.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args = Args::parse();
     let config = config_from(&args)?;
     let store = seata_tc::store::open_store(&config)
         .await
