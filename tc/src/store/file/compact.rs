@@ -127,6 +127,18 @@ pub(super) fn dtm_record(r: &TransRecord) -> Record<'_> {
     }
 }
 
+pub(super) fn audit_record(a: &crate::store::AuditRecord) -> Record<'_> {
+    Record::Audit {
+        at_ms: a.at_ms,
+        actor: &a.actor,
+        action: &a.action,
+        xid: &a.xid,
+        branch_id: a.branch_id,
+        reason: &a.reason,
+        status: &a.status,
+    }
+}
+
 fn encode(buf: &mut Vec<u8>, r: &Record<'_>) -> Result<(), StoreError> {
     record::append(buf, r).map_err(|e| StoreError::Backend(format!("snapshot: {e}")))
 }
@@ -174,6 +186,10 @@ pub(super) fn write_snapshot(dir: &Path, n: u64, state: &State) -> Result<(), St
     });
     if let Some(e) = failed {
         return Err(e);
+    }
+    // Audit records are history, not state: every one is kept (they are rare).
+    for a in &state.audits {
+        encode(&mut buf, &audit_record(a))?;
     }
     encode(
         &mut buf,

@@ -211,6 +211,8 @@ pub struct FileStore {
     recovered: Mutex<Option<Vec<StoredSession>>>,
     /// DTM transactions held (live, and finished until purged): the working copy of the log.
     dtm: DtmTable,
+    /// Audit records, oldest first (replayed at open, appended once durable).
+    audits: Arc<Mutex<Vec<super::AuditRecord>>>,
 }
 
 fn with_path(e: std::io::Error, what: &str, path: &Path) -> StoreError {
@@ -310,7 +312,9 @@ impl FileStore {
                     wal::run(shared, config, segment, to_compactor);
                 })?
         };
-        let (sessions, dtm) = loaded.state.into_parts();
+        let mut state = loaded.state;
+        let audits = std::mem::take(&mut state.audits);
+        let (sessions, dtm) = state.into_parts();
         info!(
             dir = %dir.display(),
             sessions = sessions.len(),
@@ -327,6 +331,7 @@ impl FileStore {
             threads: Mutex::new(vec![writer, compactor]),
             recovered: Mutex::new(Some(sessions)),
             dtm,
+            audits: Arc::new(Mutex::new(audits)),
         })
     }
 
@@ -479,6 +484,25 @@ impl SessionStore for FileStore {
 
     fn dtm(&self) -> Option<&dyn DtmStore> {
         Some(self)
+    }
+
+    fn add_audit<'a>(&'a self, a: &'a super::AuditRecord) -> StoreFuture<'a, ()> {
+        let durable = self.write(compact::audit_record(a));
+        let (audits, a) = (self.audits.clone(), a.clone());
+        boxed(async move {
+            durable.await?;
+            audits.lock().unwrap_or_else(PoisonError::into_inner).push(a);
+            Ok(())
+        })
+    }
+
+    fn audits<'a>(
+        &'a self,
+        xid: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<super::AuditRecord>> {
+        let all = self.audits.lock().unwrap_or_else(PoisonError::into_inner);
+        ready(Ok(super::audit::select(&all, xid, limit)))
     }
 
     fn close(&self) -> StoreFuture<'_, ()> {

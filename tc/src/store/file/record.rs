@@ -100,6 +100,16 @@ pub(super) enum Record<'a> {
         dtm_transactions: u64,
         dtm_branches: u64,
     },
+    /// An audited event (operator action, RM's unretryable report); kept by compaction.
+    Audit {
+        at_ms: i64,
+        actor: &'a str,
+        action: &'a str,
+        xid: &'a str,
+        branch_id: Option<i64>,
+        reason: &'a str,
+        status: &'a str,
+    },
 }
 
 /// Why a record could not be framed.
@@ -413,6 +423,15 @@ mod tests {
                 dtm_transactions: 3,
                 dtm_branches: u64::MAX,
             },
+            Record::Audit {
+                at_ms: 1,
+                actor: "admin:ops",
+                action: "give-up",
+                xid: "127.0.0.1:8091:5",
+                branch_id: Some(6),
+                reason: "row fixed by hand",
+                status: "RollbackFailed",
+            },
         ]
     }
 
@@ -470,7 +489,7 @@ mod tests {
             .iter()
             .map(|r| postcard::to_allocvec(r).unwrap()[0])
             .collect();
-        assert_eq!(kinds, [0, 3, 1, 4, 5, 2, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(kinds, [0, 3, 1, 4, 5, 2, 6, 7, 8, 9, 10, 11, 12]);
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub(super) struct State {
     /// Rebuilt with the table's own operations, so replay applies each change exactly as the
     /// live table did when it logged it.
     dtm: DtmTable,
+    /// Audit records, oldest first.
+    pub(super) audits: Vec<crate::store::AuditRecord>,
 }
 
 fn global_status(code: u8) -> Result<GlobalStatus, String> {
@@ -235,6 +237,23 @@ impl State {
                     }
                 }
             }
+            Record::Audit {
+                at_ms,
+                actor,
+                action,
+                xid,
+                branch_id,
+                reason,
+                status,
+            } => self.audits.push(crate::store::AuditRecord {
+                at_ms,
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                xid: xid.to_owned(),
+                branch_id,
+                reason: reason.to_owned(),
+                status: status.to_owned(),
+            }),
             Record::DtmRemove { gid, id } => {
                 // Purge removes only finished rows, so an unfinished row, or one with another
                 // id, is a newer transaction that reused the gid in the purge window: keep it.
@@ -490,7 +509,10 @@ fn read_snapshot(path: &Path, state: &mut State) -> Result<(), StoreError> {
         }
         match record {
             r
-            @ (Record::GlobalAdd { .. } | Record::BranchAdd { .. } | Record::DtmCreate { .. }) => {
+            @ (Record::GlobalAdd { .. }
+            | Record::BranchAdd { .. }
+            | Record::DtmCreate { .. }
+            | Record::Audit { .. }) => {
                 state
                     .apply(r)
                     .map_err(|reason| corrupt(path, offset, &reason))?;

@@ -279,7 +279,10 @@ pub(super) fn run(
             .and_then(|()| {
                 if config.fsync {
                     shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
-                    segment.file.sync_data()
+                    let started = std::time::Instant::now();
+                    let synced = segment.file.sync_data();
+                    crate::metrics::seata().fsync(started.elapsed());
+                    synced
                 } else {
                     Ok(())
                 }
@@ -293,6 +296,7 @@ pub(super) fn run(
             return;
         }
         c.records.fetch_add(records, Ordering::Relaxed);
+        crate::metrics::seata().group_commit(records);
         c.bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         segment.len += batch.len() as u64;
         for w in waiters.drain(..) {
