@@ -121,3 +121,18 @@ CREATE TABLE IF NOT EXISTS `trans_branch_op` (
   PRIMARY KEY (`id`),
   UNIQUE KEY `uk_gid_branch_op` (`gid`, `branch_id`, `op`)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 ROW_FORMAT = DYNAMIC;
+
+-- seata-rs: audit records of the admin API (an operator gave a branch up, deleted a kept
+-- failure, resumed a rollback) and RMs' unretryable phase-two reports. Append-only.
+CREATE TABLE IF NOT EXISTS `seata_rs_audit` (
+  `id` BIGINT NOT NULL AUTO_INCREMENT,
+  `at_ms` BIGINT NOT NULL,
+  `actor` VARCHAR(128) NOT NULL,
+  `action` VARCHAR(32) CHARACTER SET ascii NOT NULL,
+  `xid` VARCHAR(512) NOT NULL,
+  `branch_id` BIGINT,
+  `reason` MEDIUMTEXT NOT NULL,
+  `status` VARCHAR(45) CHARACTER SET ascii NOT NULL,
+  PRIMARY KEY (`id`),
+  KEY `idx_xid` (`xid`)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 ROW_FORMAT = DYNAMIC;

@@ -36,6 +36,7 @@ use crate::lock::LockManager;
 use unit::{NewBranch, Op, Outcome};
 use writer::Writers;
 
+mod audit;
 mod batch;
 mod dtm;
 mod dtm_rows;
@@ -333,6 +334,18 @@ impl SessionStore for MysqlStore {
 
     fn orphans(&self, now_ms: i64) -> StoreFuture<'_, Vec<StoredSession>> {
         boxed(self.scan_orphans(now_ms))
+    }
+
+    fn add_audit<'a>(&'a self, record: &'a super::AuditRecord) -> StoreFuture<'a, ()> {
+        boxed(audit::add(&self.pool, record))
+    }
+
+    fn audits<'a>(
+        &'a self,
+        xid: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<super::AuditRecord>> {
+        boxed(audit::list(&self.pool, xid, limit))
     }
 
     fn dtm(&self) -> Option<&dyn DtmStore> {

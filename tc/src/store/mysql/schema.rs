@@ -6,7 +6,8 @@
 //! - `seata_rs_tc_node`: one row per server node number (the 10 id bits of a TC), leased by a
 //!   running TC, so TCs sharing a database get distinct ids without any configuration;
 //! - `seata_rs_tx_lease`: which TC drives a transaction's phase two (valid while that TC's
-//!   node row is unexpired, `lease.rs`).
+//!   node row is unexpired, `lease.rs`);
+//! - `seata_rs_audit`: operators' actions and RMs' unretryable reports (`audit.rs`).
 //!
 //! DTM-mode transactions (`dtm.rs`) live in DTM's own two tables, `trans_global` and
 //! `trans_branch_op`, with DTM's table and column names (spec dtm-http-api §10); the script
@@ -25,7 +26,7 @@ use crate::store::StoreError;
 const SCRIPT: &str = include_str!("../../../../scripts/sql/mysql.sql");
 
 /// Every table the store uses, in creation order.
-pub(super) const TABLE_NAMES: [&str; 7] = [
+pub(super) const TABLE_NAMES: [&str; 8] = [
     "global_table",
     "branch_table",
     "lock_table",
@@ -33,6 +34,7 @@ pub(super) const TABLE_NAMES: [&str; 7] = [
     "seata_rs_tx_lease",
     "trans_global",
     "trans_branch_op",
+    "seata_rs_audit",
 ];
 
 /// The script's statements (`CREATE TABLE IF NOT EXISTS ...`), comments dropped.
