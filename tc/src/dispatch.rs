@@ -2,6 +2,8 @@
 //! unregistered or misbehaving connection gets: requests over a size limit (`[limits]`) are
 //! answered with a failed result naming the limit, before any work is done for them.
 
+use std::time::Instant;
+
 use seata_protocol::{
     BranchRegisterRequest, BranchRegisterResponse, BranchReportResponse, Message,
     RegisterRmResponse, RegisterTmResponse, TransactionExceptionCode, TxResult, SEATA_VERSION,
@@ -11,6 +13,7 @@ use tracing::{info, warn};
 use crate::config::LimitsConfig;
 use crate::coordinator::{ClientInfo, Coordinator};
 use crate::lock::count_rows;
+use crate::metrics::seata::Request;
 
 /// What to do with one request.
 #[derive(Debug)]
@@ -54,15 +57,21 @@ pub async fn dispatch(
             message = msg.name(), reason = %refusal.reason, "request refused: over a limit");
         return Outcome::Reply(refusal.reply);
     }
-    let reply: Message = match msg {
-        Message::GlobalBeginRequest(r) => coord.begin(r, client).await.into(),
-        Message::GlobalCommitRequest(r) => coord.commit(r).await.into(),
-        Message::GlobalRollbackRequest(r) => coord.rollback(r).await.into(),
-        Message::GlobalStatusRequest(r) => coord.status(r).await.into(),
-        Message::GlobalReportRequest(r) => coord.report(r).await.into(),
-        Message::BranchRegisterRequest(r) => coord.branch_register(r, client).await.into(),
-        Message::BranchReportRequest(r) => coord.branch_report(r).await.into(),
-        Message::GlobalLockQueryRequest(r) => coord.lock_query(r).await.into(),
+    let started = Instant::now();
+    let (request, reply): (Request, Message) = match msg {
+        Message::GlobalBeginRequest(r) => (Request::Begin, coord.begin(r, client).await.into()),
+        Message::GlobalCommitRequest(r) => (Request::Commit, coord.commit(r).await.into()),
+        Message::GlobalRollbackRequest(r) => (Request::Rollback, coord.rollback(r).await.into()),
+        Message::GlobalStatusRequest(r) => (Request::Status, coord.status(r).await.into()),
+        Message::GlobalReportRequest(r) => (Request::GlobalReport, coord.report(r).await.into()),
+        Message::BranchRegisterRequest(r) => (
+            Request::Register,
+            coord.branch_register(r, client).await.into(),
+        ),
+        Message::BranchReportRequest(r) => (Request::Report, coord.branch_report(r).await.into()),
+        Message::GlobalLockQueryRequest(r) => {
+            (Request::LockQuery, coord.lock_query(r).await.into())
+        }
         other => {
             // Responses are matched by the RPC layer; anything else is not for a TC.
             warn!(
@@ -73,6 +82,7 @@ pub async fn dispatch(
             return Outcome::NoReply;
         }
     };
+    crate::metrics::seata().request(request, started.elapsed());
     Outcome::Reply(reply)
 }
 

@@ -196,11 +196,14 @@ impl Coordinator {
     #[instrument(skip_all, fields(xid = field::Empty, branch_id = field::Empty))]
     pub async fn begin(&self, req: GlobalBeginRequest, client: &ClientInfo) -> GlobalBeginResponse {
         match self.try_begin(req, client).await {
-            Ok(xid) => GlobalBeginResponse {
-                result: TxResult::success(),
-                xid,
-                extra_data: String::new(),
-            },
+            Ok(xid) => {
+                crate::metrics::seata().begun(crate::metrics::seata::Mode::Seata);
+                GlobalBeginResponse {
+                    result: TxResult::success(),
+                    xid,
+                    extra_data: String::new(),
+                }
+            }
             Err(e) => {
                 warn!(error = %e, "global begin failed");
                 GlobalBeginResponse {
@@ -267,6 +270,9 @@ impl Coordinator {
                 branch_id,
             },
             Err(e) => {
+                if matches!(e, TcError::LockConflict { .. }) {
+                    crate::metrics::seata().lock_conflict();
+                }
                 debug!(error = %e, "branch register rejected");
                 BranchRegisterResponse {
                     result: e.to_result(),
@@ -297,6 +303,8 @@ impl Coordinator {
             req.application_data,
         ));
         let tid = session.transaction_id;
+        // Before the outcome is known: a refused branch still says which mode the TM runs.
+        session.note_branch_type(branch.branch_type);
         if self.shared {
             return self.register_shared(&session, branch).await;
         }

@@ -15,6 +15,7 @@ use tracing::{error, field, info, instrument, warn};
 use super::Coordinator;
 use crate::error::{StoreOp, TcError};
 use crate::id;
+use crate::metrics::seata::{End, Phase as MetricsPhase};
 use crate::session::state::{phase_of, transition, Event, Phase};
 use crate::session::{BranchSession, GlobalSession};
 use crate::store::Transition;
@@ -192,10 +193,17 @@ impl Coordinator {
                 }
                 continue;
             }
+            let sent = std::time::Instant::now();
             let outcome = self
                 .gateway
                 .branch_commit(branch.target(&session.xid))
                 .await;
+            crate::metrics::seata().phase_two(
+                branch.branch_type,
+                MetricsPhase::Commit,
+                &outcome,
+                sent.elapsed(),
+            );
             match outcome {
                 Ok(BranchStatus::PhaseTwoCommitted) => {
                     if self.shared {
@@ -260,6 +268,7 @@ impl Coordinator {
         let branches = session.lock().branches.clone();
         for branch in branches.iter().rev() {
             if branch.status() != BranchStatus::PhaseOneFailed {
+                let sent = std::time::Instant::now();
                 let reported = self
                     .gateway
                     .branch_rollback_reported(branch.target(&session.xid))
@@ -268,6 +277,12 @@ impl Coordinator {
                     Ok((status, report)) => (Ok(status), report),
                     Err(e) => (Err(e), String::new()),
                 };
+                crate::metrics::seata().phase_two(
+                    branch.branch_type,
+                    MetricsPhase::Rollback,
+                    &outcome,
+                    sent.elapsed(),
+                );
                 match outcome {
                     Ok(BranchStatus::PhaseTwoRollbacked) => {}
                     Ok(BranchStatus::PhaseTwoRollbackFailedUnretryable) => {
@@ -365,6 +380,7 @@ impl Coordinator {
             status = %to,
             "branch rollback failed unretryably; session and its remaining row locks are kept for manual resolution"
         );
+        crate::metrics::seata().finished(session.mode(), End::Failed);
         to
     }
 
@@ -393,6 +409,10 @@ impl Coordinator {
         };
         queue.insert(session.transaction_id);
         if from != to {
+            crate::metrics::seata().retrying(match phase {
+                Phase::Commit => MetricsPhase::Commit,
+                _ => MetricsPhase::Rollback,
+            });
             if let Err(e) = self
                 .store
                 .update_global_status(session.transaction_id, &session.xid, to)
@@ -460,6 +480,9 @@ impl Coordinator {
         self.queues.remove_all(session.transaction_id);
         self.notes.forget(session.transaction_id);
         info!(status = %to, "global transaction finished");
+        if let Some(end) = End::of_status(to) {
+            crate::metrics::seata().finished(session.mode(), end);
+        }
         to
     }
 

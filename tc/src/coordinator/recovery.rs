@@ -7,7 +7,7 @@ use std::sync::Arc;
 use dashmap::DashSet;
 use futures::StreamExt;
 use seata_protocol::GlobalStatus;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::phase_two::DriveGuard;
 use super::Coordinator;
@@ -92,6 +92,7 @@ impl Coordinator {
                 Ok(Transition::Applied { branches }) => self.apply_branches(s, branches),
             }
             info!(xid = %s.xid, timeout_ms = s.timeout_ms, "global transaction timed out; rolling back");
+            crate::metrics::seata().timed_out();
             self.notes.event(
                 tid,
                 None,
@@ -188,12 +189,19 @@ impl Coordinator {
                         return false;
                     }
                 }
+                let span = info_span!("phase_two_retry", xid = %session.xid, queue = ?queue);
+                let m = crate::metrics::seata();
                 match queue {
                     RetryQueue::RetryRollbacking => {
-                        self.drive_rollback(&session, now).await;
+                        m.retried(crate::metrics::seata::Phase::Rollback);
+                        self.drive_rollback(&session, now).instrument(span).await;
                     }
-                    _ => {
-                        self.drive_commit(&session, now).await;
+                    RetryQueue::RetryCommitting => {
+                        m.retried(crate::metrics::seata::Phase::Commit);
+                        self.drive_commit(&session, now).instrument(span).await;
+                    }
+                    RetryQueue::AsyncCommitting => {
+                        self.drive_commit(&session, now).instrument(span).await;
                     }
                 }
                 true

@@ -13,9 +13,11 @@ use prometheus_client::registry::Registry;
 mod dtm;
 pub mod gauges;
 pub mod histogram;
+pub mod seata;
 
 pub use dtm::{CallLabels, DtmMetrics, TypeLabel, TypeStatusLabels};
 pub use gauges::{ConnectionGauges, OpenState, SessionGauges};
+pub use seata::seata;
 
 /// Every metric of the process, registered once.
 #[derive(Debug)]
@@ -37,6 +39,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("seata");
         let dtm = Arc::new(DtmMetrics::default());
         dtm.register(&mut registry);
+        seata::seata().register(&mut registry);
         if let Some(open) = open {
             registry.register_collector(Box::new(open));
         }

@@ -2,6 +2,7 @@
 //! status, the branch list and retry bookkeeping sit behind the session's own mutex
 //! ([`SessionState`]), held only for short synchronous sections.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use seata_protocol::{BranchType, GlobalStatus};
@@ -28,6 +29,9 @@ pub struct GlobalSession {
     /// Begin time, ms since the Unix epoch.
     pub begin_time_ms: i64,
     state: Mutex<SessionState>,
+    /// The types of every branch ever registered (one bit each, kept after the branches are
+    /// forgotten), for the `mode` label of the metrics when the transaction ends.
+    branch_types: AtomicU8,
 }
 
 /// The mutable part of a session.
@@ -71,6 +75,7 @@ impl GlobalSession {
                 driving: false,
                 backoff: Backoff::default(),
             }),
+            branch_types: AtomicU8::new(0),
         }
     }
 
@@ -91,7 +96,21 @@ impl GlobalSession {
             st.status = g.status;
             st.branches = branches;
         }
+        for b in &s.lock().branches {
+            s.note_branch_type(b.branch_type);
+        }
         s
+    }
+
+    /// Records that a branch of type `t` joined.
+    pub fn note_branch_type(&self, t: BranchType) {
+        self.branch_types
+            .fetch_or(crate::metrics::seata::branch_bit(t), Ordering::Relaxed);
+    }
+
+    /// The transaction's mode for the metrics, from the branch types seen.
+    pub fn mode(&self) -> crate::metrics::seata::Mode {
+        crate::metrics::seata::Mode::of_branch_bits(self.branch_types.load(Ordering::Relaxed))
     }
 
     /// Locks the mutable state. Never hold the guard across an `.await`.

@@ -54,6 +54,7 @@ use super::lease::Leases;
 use super::locks::conflict_on;
 use super::unit::{Op, Outcome};
 use super::{db, is_lock_contention, server_code, StepError};
+use crate::metrics::seata::StoreStatement;
 use crate::store::{BranchAdded, StoreError};
 
 /// Units per DB transaction at most. Bounds the statements' sizes (and so the number of
@@ -345,6 +346,7 @@ impl Writer {
             self.stats
                 .statements_us
                 .fetch_add(elapsed_us(started), Ordering::Relaxed);
+            crate::metrics::seata().statement(StoreStatement::WriteBatch, started.elapsed());
             match ran {
                 Ok(answers) => {
                     let stats = self.stats.clone();
@@ -354,6 +356,8 @@ impl Writer {
                         stats
                             .commit_us
                             .fetch_add(elapsed_us(started), Ordering::Relaxed);
+                        crate::metrics::seata()
+                            .statement(StoreStatement::Commit, started.elapsed());
                         let conn = match &result {
                             Err(e) if server_code(e).is_none() => None,
                             _ => Some(conn),
