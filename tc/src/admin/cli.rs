@@ -19,7 +19,11 @@ use super::cli_table::render;
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// Base URL of the TC's HTTP listener.
-    #[arg(long, env = "SEATA_TC_ADMIN_URL", default_value = "http://127.0.0.1:36789")]
+    #[arg(
+        long,
+        env = "SEATA_TC_ADMIN_URL",
+        default_value = "http://127.0.0.1:36789"
+    )]
     pub url: String,
     /// Bearer token for actions.
     #[arg(long, env = "SEATA_TC_ADMIN_TOKEN", hide_env_values = true)]
@@ -168,7 +172,12 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Failure> {
         let url = format!("{}{path}", self.base.trim_end_matches('/'));
         let mut req = self.http.request(method.clone(), &url);
         if method != Method::GET {
@@ -187,16 +196,18 @@ impl Client {
         }
         let resp = req.send().await.map_err(|e| Failure {
             error: format!("cannot reach {url}: {e}"),
-            next: Some("is the TC running with its HTTP listener on? pass --url http://HOST:PORT".into()),
+            next: Some(
+                "is the TC running with its HTTP listener on? pass --url http://HOST:PORT".into(),
+            ),
         })?;
         let status = resp.status();
         let bytes = resp
             .bytes()
             .await
             .map_err(|e| Failure::plain(format!("reading the answer of {url}: {e}")))?;
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            json!({ "error": String::from_utf8_lossy(&bytes).trim().to_owned() })
-        });
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(
+            |_| json!({ "error": String::from_utf8_lossy(&bytes).trim().to_owned() }),
+        );
         if status.is_success() {
             return Ok(value);
         }
@@ -300,7 +311,16 @@ fn list_table(v: &Value) -> String {
         })
         .unwrap_or_default();
     let mut out = render(
-        &["ID", "MODE", "STATUS", "APP", "AGE", "BRANCHES", "FAILS", "LAST ERROR"],
+        &[
+            "ID",
+            "MODE",
+            "STATUS",
+            "APP",
+            "AGE",
+            "BRANCHES",
+            "FAILS",
+            "LAST ERROR",
+        ],
         &rows,
     );
     out.push_str(&format!(
@@ -327,7 +347,11 @@ fn show_text(v: &Value) -> String {
     field(&mut out, "mode", s(sum, "mode"));
     field(&mut out, "application", s(sum, "application"));
     field(&mut out, "name", s(sum, "name"));
-    field(&mut out, "began", time(sum["begin_time_ms"].as_i64().unwrap_or(0)));
+    field(
+        &mut out,
+        "began",
+        time(sum["begin_time_ms"].as_i64().unwrap_or(0)),
+    );
     field(&mut out, "age", age(sum["age_ms"].as_i64().unwrap_or(0)));
     if let Some(since) = sum["retrying_since_ms"].as_i64() {
         field(&mut out, "failing since", time(since));
@@ -369,14 +393,25 @@ fn show_text(v: &Value) -> String {
             })
             .collect();
         out.push_str(&render(
-            &["BRANCH", "TYPE", "STATUS", "RESOURCE", "RM", "FAILS", "LAST ERROR"],
+            &[
+                "BRANCH",
+                "TYPE",
+                "STATUS",
+                "RESOURCE",
+                "RM",
+                "FAILS",
+                "LAST ERROR",
+            ],
             &rows,
         ));
         // The full last errors (a dirty-rollback report is longer than a table cell).
         for b in &branches {
             let e = s(b, "last_error");
             if e.chars().count() > 60 {
-                out.push_str(&format!("\nbranch {} last error:\n  {e}\n", s(b, "branch_id")));
+                out.push_str(&format!(
+                    "\nbranch {} last error:\n  {e}\n",
+                    s(b, "branch_id")
+                ));
             }
         }
     }
@@ -385,7 +420,11 @@ fn show_text(v: &Value) -> String {
         out.push_str("\nhistory\n");
         for h in &history {
             let branch = s(h, "branch_id");
-            let branch = if branch.is_empty() { String::new() } else { format!("branch {branch}: ") };
+            let branch = if branch.is_empty() {
+                String::new()
+            } else {
+                format!("branch {branch}: ")
+            };
             out.push_str(&format!(
                 "  {}  {branch}{}\n",
                 time(h["at_ms"].as_i64().unwrap_or(0)),
@@ -416,7 +455,12 @@ fn audit_rows(items: &[Value]) -> String {
             ]
         })
         .collect();
-    render(&["TIME", "ACTOR", "ACTION", "XID", "BRANCH", "STATUS", "REASON"], &rows)
+    render(
+        &[
+            "TIME", "ACTOR", "ACTION", "XID", "BRANCH", "STATUS", "REASON",
+        ],
+        &rows,
+    )
 }
 
 fn locks_table(v: &Value) -> String {
@@ -425,7 +469,15 @@ fn locks_table(v: &Value) -> String {
         .map(|items| {
             items
                 .iter()
-                .map(|l| vec![s(l, "resource_id"), s(l, "table"), s(l, "pk"), s(l, "xid"), s(l, "branch_id")])
+                .map(|l| {
+                    vec![
+                        s(l, "resource_id"),
+                        s(l, "table"),
+                        s(l, "pk"),
+                        s(l, "xid"),
+                        s(l, "branch_id"),
+                    ]
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -443,7 +495,12 @@ fn clients_table(v: &Value) -> String {
                 .map(|c| {
                     let resources: Vec<String> = c["resources"]
                         .as_array()
-                        .map(|r| r.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                        .map(|r| {
+                            r.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
                         .unwrap_or_default();
                     vec![
                         s(c, "application_id"),
@@ -457,13 +514,20 @@ fn clients_table(v: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    let mut out = render(&["APPLICATION", "IP", "PORT", "ROLE", "GROUP", "RESOURCES"], &rows);
+    let mut out = render(
+        &["APPLICATION", "IP", "PORT", "ROLE", "GROUP", "RESOURCES"],
+        &rows,
+    );
     out.push_str(&format!("{} connections\n", s(v, "total")));
     out
 }
 
 fn done_text(v: &Value) -> String {
-    let changed = if v["changed"].as_bool() == Some(true) { "" } else { " (no change)" };
+    let changed = if v["changed"].as_bool() == Some(true) {
+        ""
+    } else {
+        " (no change)"
+    };
     format!(
         "{} {}: {}{changed}: {}\n",
         s(v, "action"),
@@ -478,8 +542,9 @@ fn token_of(args: &AdminArgs) -> Result<Option<String>, Failure> {
         return Ok(Some(t.trim().to_owned()));
     }
     if let Some(path) = &args.token_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure::plain(format!("cannot read --token-file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::plain(format!("cannot read --token-file {}: {e}", path.display()))
+        })?;
         return Ok(text.lines().next().map(|l| l.trim().to_owned()));
     }
     Ok(None)
@@ -530,7 +595,10 @@ async fn execute(args: &AdminArgs) -> Result<String, Failure> {
             ]);
             (get(format!("/admin/v1/transactions{q}")).await?, list_table)
         }
-        AdminCommand::Show { id } => (get(format!("/admin/v1/transactions/{}", enc(id))).await?, show_text),
+        AdminCommand::Show { id } => (
+            get(format!("/admin/v1/transactions/{}", enc(id))).await?,
+            show_text,
+        ),
         AdminCommand::Locks { resource, xid } => {
             let q = query(&[("resource", resource.clone()), ("xid", xid.clone())]);
             (get(format!("/admin/v1/locks{q}")).await?, locks_table)
@@ -539,9 +607,14 @@ async fn execute(args: &AdminArgs) -> Result<String, Failure> {
         AdminCommand::Audit { xid, limit } => {
             let q = query(&[("xid", xid.clone()), ("limit", Some(limit.to_string()))]);
             let v = get(format!("/admin/v1/audit{q}")).await?;
-            (v, |v: &Value| audit_rows(v["items"].as_array().map(Vec::as_slice).unwrap_or(&[])))
+            (v, |v: &Value| {
+                audit_rows(v["items"].as_array().map(Vec::as_slice).unwrap_or(&[]))
+            })
         }
-        AdminCommand::Retry(a) | AdminCommand::Rollback(a) | AdminCommand::Commit(a) | AdminCommand::Delete(a) => {
+        AdminCommand::Retry(a)
+        | AdminCommand::Rollback(a)
+        | AdminCommand::Commit(a)
+        | AdminCommand::Delete(a) => {
             let action = match &args.command {
                 AdminCommand::Retry(_) => "retry",
                 AdminCommand::Rollback(_) => "rollback",
@@ -557,7 +630,10 @@ async fn execute(args: &AdminArgs) -> Result<String, Failure> {
             reason,
             actor,
         } => {
-            let path = format!("/admin/v1/transactions/{}/branches/{branch_id}/give-up", enc(xid));
+            let path = format!(
+                "/admin/v1/transactions/{}/branches/{branch_id}/give-up",
+                enc(xid)
+            );
             (post(path, act_body(reason, actor)).await?, done_text)
         }
     };

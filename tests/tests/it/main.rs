@@ -1,6 +1,7 @@
 //! Integration tests against the real `seata-tc` binary (and MariaDB), one module per area,
 //! in one test binary to save link time.
 
+mod admin;
 mod at;
 mod dtm;
 mod dtm_grpc;

@@ -491,7 +491,10 @@ impl SessionStore for FileStore {
         let (audits, a) = (self.audits.clone(), a.clone());
         boxed(async move {
             durable.await?;
-            audits.lock().unwrap_or_else(PoisonError::into_inner).push(a);
+            audits
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(a);
             Ok(())
         })
     }

@@ -508,8 +508,7 @@ fn read_snapshot(path: &Path, state: &mut State) -> Result<(), StoreError> {
             return Ok(());
         }
         match record {
-            r
-            @ (Record::GlobalAdd { .. }
+            r @ (Record::GlobalAdd { .. }
             | Record::BranchAdd { .. }
             | Record::DtmCreate { .. }
             | Record::Audit { .. }) => {

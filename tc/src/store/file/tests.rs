@@ -478,7 +478,10 @@ async fn audit_records_survive_reopen_and_compaction() {
     // record back from that snapshot.
     for _ in 0..2 {
         let store = open(dir.path()).await;
-        assert_eq!(store.audits(Some(&record.xid), 0).await.unwrap(), vec![record.clone()]);
+        assert_eq!(
+            store.audits(Some(&record.xid), 0).await.unwrap(),
+            vec![record.clone()]
+        );
         assert_eq!(store.audits(None, 10).await.unwrap().len(), 1);
         wait_for_compaction(dir.path()).await;
         store.close().await.unwrap();
