@@ -9,6 +9,7 @@ pub mod dtm;
 pub mod etcd;
 pub mod grpc_busi;
 pub mod mysql;
+pub mod private_mariadb;
 pub mod process;
 pub mod python;
 pub mod tc;

@@ -7,6 +7,7 @@ mod dtm;
 mod dtm_grpc;
 mod dtm_grpc_python;
 mod dtm_python;
+mod db_faults;
 mod durability;
 mod failure_paths;
 mod ha;

@@ -44,6 +44,7 @@ mod dtm_rows;
 mod dtm_tests;
 mod lease;
 mod locks;
+mod resolve;
 mod rows;
 mod schema;
 mod sessions;

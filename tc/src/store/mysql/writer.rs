@@ -13,9 +13,10 @@
 //! ([`BATCH_RETRIES`]), then, if it still fails, each unit on its own, where a deadlock of a
 //! register is a lock conflict as for a single register. A batch that fails for any other
 //! reason before COMMIT is also split, so one bad unit gets its own error and the others go
-//! through. A failed COMMIT, or a connection lost mid-batch, is answered with an error to
-//! every unit: the outcome is unknown, and running it again could report a decision as lost
-//! that was in fact taken.
+//! through. A connection lost mid-batch is answered with an error to every unit (the server
+//! rolled the batch back). A failed COMMIT is not run again (that could report a decision as
+//! lost that was in fact taken): the writer reads back whether it happened (`resolve.rs`)
+//! and answers accordingly.
 //!
 //! Removals (of a branch, of a finished global transaction) go to a writer of their own.
 //! They are never what a client waits for in the common AT case (the async-commit job issues
@@ -53,7 +54,7 @@ use super::batch::{after_commit, apply, Answers};
 use super::lease::Leases;
 use super::locks::conflict_on;
 use super::unit::{Op, Outcome};
-use super::{db, is_lock_contention, server_code, StepError};
+use super::{db, is_lock_contention, resolve, server_code, StepError};
 use crate::metrics::seata::StoreStatement;
 use crate::store::{BranchAdded, StoreError};
 
@@ -298,11 +299,33 @@ impl Writer {
             }
             Err(e) => {
                 // The outcome is unknown: running the batch again could, say, report a
-                // decision as lost that was in fact taken.
-                warn!(error = %e, units = done.ops.len(), "db store COMMIT failed; its writes may or may not have happened");
-                for reply in done.replies {
-                    let _ = reply.send(Err(db_message(&e)));
-                }
+                // decision as lost that was in fact taken. Read back what became of it
+                // (`resolve.rs`) and answer that.
+                warn!(error = %e, units = done.ops.len(), "db store COMMIT failed; finding out whether its writes happened");
+                let (opts, leases) = (self.opts.clone(), self.leases.clone());
+                self.tracker.spawn(async move {
+                    let found = resolve::committed(&opts, &done.ops, &done.answers, &leases).await;
+                    match found {
+                        Some(true) => {
+                            after_commit(&done.ops, &done.answers, &leases);
+                            for (reply, answer) in done.replies.into_iter().zip(done.answers) {
+                                let _ = reply.send(answer);
+                            }
+                        }
+                        Some(false) => {
+                            for reply in done.replies {
+                                let _ = reply.send(Err(db_message(&e)));
+                            }
+                        }
+                        None => {
+                            for reply in done.replies {
+                                let _ = reply.send(Err(StoreError::Backend(format!(
+                                    "database: {e}; whether the write happened is unknown"
+                                ))));
+                            }
+                        }
+                    }
+                });
             }
         }
     }
