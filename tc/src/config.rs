@@ -103,6 +103,23 @@ pub struct TcConfig {
     pub dtm: DtmConfig,
     /// The admin API (`/admin/v1`) and console (`/console`) on the HTTP listener.
     pub admin: AdminConfig,
+    /// Prometheus metrics on the HTTP listener (`/metrics`).
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics (`[metrics]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Update the counters and histograms on the request paths. Default `true`; `false`
+    /// exists to measure what they cost (the scrape-time gauges stay).
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
 }
 
 /// Who may use the admin API and console (`[admin]`).
@@ -281,6 +298,7 @@ impl Default for TcConfig {
             etcd_key: "dtmservice".into(),
             dtm: DtmConfig::default(),
             admin: AdminConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

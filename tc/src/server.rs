@@ -217,6 +217,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TcError> {
     let bound = listener.local_addr().map_err(TcError::io)?;
+    crate::metrics::seata::set_enabled(config.metrics.enabled);
     let registry = Arc::new(Registry::new(Duration::from_millis(config.rpc_timeout_ms)));
     let coord = Coordinator::new(
         &config,

@@ -90,20 +90,22 @@ impl TypedMetric for Histogram {
 impl EncodeMetric for Histogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         let inner = &self.0;
-        let mut cumulative = 0u64;
+        // prometheus-client takes per-bucket counts and accumulates them itself.
+        let mut total = 0u64;
         let mut buckets = Vec::with_capacity(inner.buckets.len());
         for (i, b) in inner.buckets.iter().enumerate() {
-            cumulative += b.load(Ordering::Relaxed);
+            let n = b.load(Ordering::Relaxed);
+            total += n;
             let upper = inner
                 .bounds
                 .get(i)
                 .map_or(f64::INFINITY, |&u| u as f64 / inner.per_unit);
-            buckets.push((upper, cumulative));
+            buckets.push((upper, n));
         }
-        // The count is the +Inf bucket, so the exposition stays self-consistent even while
-        // other threads observe during the scrape.
+        // The count is the sum of the buckets, so the exposition stays self-consistent even
+        // while other threads observe during the scrape.
         let sum = inner.sum.load(Ordering::Relaxed) as f64 / inner.per_unit;
-        encoder.encode_histogram::<NoLabelSet>(sum, cumulative, &buckets, None)
+        encoder.encode_histogram::<NoLabelSet>(sum, total, &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {

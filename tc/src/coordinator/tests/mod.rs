@@ -17,6 +17,7 @@ mod phase_two;
 mod recovery;
 mod requests;
 mod shared;
+mod spans;
 
 use super::*;
 use crate::gateway::{BranchTarget, GatewayError};
