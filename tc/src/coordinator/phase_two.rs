@@ -10,7 +10,7 @@ use seata_protocol::{
     BranchStatus, GlobalCommitRequest, GlobalCommitResponse, GlobalRollbackRequest,
     GlobalRollbackResponse, GlobalStatus, TxResult,
 };
-use tracing::{error, field, info, instrument, warn};
+use tracing::{error, field, info, info_span, instrument, warn, Instrument};
 
 use super::Coordinator;
 use crate::error::{StoreOp, TcError};
@@ -197,6 +197,11 @@ impl Coordinator {
             let outcome = self
                 .gateway
                 .branch_commit(branch.target(&session.xid))
+                .instrument(info_span!(
+                    "branch_commit",
+                    xid = %session.xid,
+                    branch_id = branch.branch_id
+                ))
                 .await;
             crate::metrics::seata().phase_two(
                 branch.branch_type,
@@ -272,6 +277,11 @@ impl Coordinator {
                 let reported = self
                     .gateway
                     .branch_rollback_reported(branch.target(&session.xid))
+                    .instrument(info_span!(
+                        "branch_rollback",
+                        xid = %session.xid,
+                        branch_id = branch.branch_id
+                    ))
                     .await;
                 let (outcome, report) = match reported {
                     Ok((status, report)) => (Ok(status), report),

@@ -27,7 +27,6 @@ use super::model::{Branch, BranchChange, Op, TransRecord, TransStatus, TransType
 use super::schedule;
 use crate::id::{now_ms, IdGenerator};
 use crate::metrics::seata::{End, Mode};
-use crate::metrics::seata::{End, Mode};
 use crate::metrics::{CallLabels, DtmMetrics, TypeLabel, TypeStatusLabels};
 use crate::store::dtm::{BranchesAdded, Created, ListPage, ListQuery};
 use crate::store::{DtmStore, SessionStore};
@@ -410,7 +409,6 @@ impl DtmEngine {
 
     fn count_started(&self, record: &TransRecord) {
         crate::metrics::seata().begun(Mode::of_dtm(record.trans.trans_type.as_str()));
-        crate::metrics::seata().begun(Mode::of_dtm(record.trans.trans_type.as_str()));
         self.metrics
             .started
             .get_or_create(&TypeLabel {
@@ -420,11 +418,6 @@ impl DtmEngine {
     }
 
     fn count_finished(&self, trans: &super::model::Trans) {
-        let end = match trans.status.as_str() {
-            "succeed" => End::Committed,
-            _ => End::RolledBack,
-        };
-        crate::metrics::seata().finished(Mode::of_dtm(trans.trans_type.as_str()), end);
         let end = match trans.status.as_str() {
             "succeed" => End::Committed,
             _ => End::RolledBack,

@@ -56,7 +56,6 @@ use super::locks::conflict_on;
 use super::unit::{Op, Outcome};
 use super::{db, is_lock_contention, resolve, server_code, StepError};
 use crate::metrics::seata::StoreStatement;
-use crate::metrics::seata::StoreStatement;
 use crate::store::{BranchAdded, StoreError};
 
 /// Units per DB transaction at most. Bounds the statements' sizes (and so the number of
@@ -371,7 +370,6 @@ impl Writer {
                 .statements_us
                 .fetch_add(elapsed_us(started), Ordering::Relaxed);
             crate::metrics::seata().statement(StoreStatement::WriteBatch, started.elapsed());
-            crate::metrics::seata().statement(StoreStatement::WriteBatch, started.elapsed());
             match ran {
                 Ok(answers) => {
                     let stats = self.stats.clone();
@@ -381,8 +379,6 @@ impl Writer {
                         stats
                             .commit_us
                             .fetch_add(elapsed_us(started), Ordering::Relaxed);
-                        crate::metrics::seata()
-                            .statement(StoreStatement::Commit, started.elapsed());
                         crate::metrics::seata()
                             .statement(StoreStatement::Commit, started.elapsed());
                         let conn = match &result {
