@@ -32,6 +32,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build binaries used by the integration tests"
 cargo build --workspace --bins --locked
 
+step "console page in headless Chromium (scripts/console-check.sh)"
+scripts/console-check.sh
+
 step "python environment (dtmcli, for the DTM HTTP tests)"
 if [[ -z "${SEATA_TEST_PYTHON:-}" ]]; then
   SEATA_TEST_PYTHON="$(scripts/python-env.sh)"
