@@ -122,6 +122,8 @@ pub struct DtmListeners {
 
 /// Starts the DTM engine, its jobs and the HTTP and gRPC listeners (both front-ends over the
 /// one engine) on `tracker`, and the etcd registration of the gRPC listener when configured.
+// One call site; the arguments are the process-wide handles the front-ends share.
+#[allow(clippy::too_many_arguments)]
 fn start_dtm(
     listeners: DtmListeners,
     config: &TcConfig,

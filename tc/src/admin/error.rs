@@ -83,13 +83,14 @@ impl IntoResponse for ApiError {
             ApiError::Refused(Refusal::Conflict { why, .. }) => why.clone(),
             other => other.to_string(),
         };
-        let mut body = json!({ "error": error });
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), json!(error));
         if !next.is_empty() {
-            body["next"] = json!(next);
+            body.insert("next".into(), json!(next));
         }
         if let Some(s) = status {
-            body["status"] = json!(s);
+            body.insert("status".into(), json!(s));
         }
-        (code, Json(body)).into_response()
+        (code, Json(serde_json::Value::Object(body))).into_response()
     }
 }

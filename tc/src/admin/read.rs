@@ -95,14 +95,14 @@ pub async fn list(
     if params
         .kind
         .as_deref()
-        .map_or(true, |k| k.eq_ignore_ascii_case("seata"))
+        .is_none_or(|k| k.eq_ignore_ascii_case("seata"))
     {
         rows.extend(all_seata(&state, now));
     }
     if params
         .kind
         .as_deref()
-        .map_or(true, |k| k.eq_ignore_ascii_case("dtm"))
+        .is_none_or(|k| k.eq_ignore_ascii_case("dtm"))
     {
         rows.extend(dtm_rows(&state, now).await?);
     }
@@ -215,11 +215,11 @@ pub struct LockParams {
 pub async fn locks(State(state): State<AdminState>, Query(p): Query<LockParams>) -> Json<Value> {
     let mut rows = state.coord.admin_locks();
     rows.retain(|l| {
-        p.resource.as_deref().map_or(true, |r| l.resource_id == r)
-            && p.xid.as_deref().map_or(true, |x| l.xid == x)
+        p.resource.as_deref().is_none_or(|r| l.resource_id == r)
+            && p.xid.as_deref().is_none_or(|x| l.xid == x)
             && p.table
                 .as_deref()
-                .map_or(true, |t| l.table.eq_ignore_ascii_case(t))
+                .is_none_or(|t| l.table.eq_ignore_ascii_case(t))
     });
     let mut by_resource: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_xid: BTreeMap<&str, usize> = BTreeMap::new();

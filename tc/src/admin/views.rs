@@ -120,17 +120,16 @@ impl ListParams {
     /// Whether `t` passes every filter.
     pub fn matches(&self, t: &TxSummary, now: i64) -> bool {
         let eq = |want: &Option<String>, have: &str| {
-            want.as_deref().map_or(true, |w| {
-                w.split(',').any(|w| w.trim().eq_ignore_ascii_case(have))
-            })
+            want.as_deref()
+                .is_none_or(|w| w.split(',').any(|w| w.trim().eq_ignore_ascii_case(have)))
         };
         let secs = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
         eq(&self.kind, t.kind)
             && eq(&self.status, &t.status)
             && eq(&self.mode, &t.mode)
             && eq(&self.application, &t.application)
-            && self.min_age_s.map_or(true, |s| t.age_ms >= secs(s))
-            && self.stuck_s.map_or(true, |s| {
+            && self.min_age_s.is_none_or(|s| t.age_ms >= secs(s))
+            && self.stuck_s.is_none_or(|s| {
                 t.retrying() && {
                     let since = t.retrying_since_ms.unwrap_or(t.begin_time_ms);
                     now.saturating_sub(since) >= secs(s)

@@ -568,11 +568,7 @@ impl Coordinator {
                 GlobalStatus::RollbackFailed
                 | GlobalStatus::TimeoutRollbackFailed
                 | GlobalStatus::CommitFailed => status,
-                s if matches!(
-                    s,
-                    GlobalStatus::TimeoutRollbacking | GlobalStatus::TimeoutRollbackRetrying
-                ) =>
-                {
+                GlobalStatus::TimeoutRollbacking | GlobalStatus::TimeoutRollbackRetrying => {
                     GlobalStatus::TimeoutRollbackFailed
                 }
                 s if phase_of(s) == Phase::Rollback => GlobalStatus::RollbackFailed,
