@@ -14,6 +14,7 @@ mod ha;
 mod hardening;
 mod metrics;
 mod shop;
+mod split_brain;
 mod spread;
 mod tc;
 mod tcc;
