@@ -186,6 +186,21 @@ impl RmClient {
         lock_keys: &str,
         application_data: Option<&str>,
     ) -> Result<i64, RmError> {
+        let r = self
+            .try_register_branch(branch_type, xid, resource_id, lock_keys, application_data)
+            .await;
+        crate::metrics::registered(branch_type, &r);
+        r
+    }
+
+    async fn try_register_branch(
+        &self,
+        branch_type: BranchType,
+        xid: &str,
+        resource_id: &str,
+        lock_keys: &str,
+        application_data: Option<&str>,
+    ) -> Result<i64, RmError> {
         let r: BranchRegisterResponse = self
             .tc
             .request(BranchRegisterRequest {
@@ -472,6 +487,7 @@ impl RequestHandler for Dispatcher {
                             &r.application_data,
                         )
                         .await;
+                    crate::metrics::phase_two(r.branch_type, true, branch_status);
                     Some(
                         BranchCommitResponse {
                             result,
@@ -493,6 +509,7 @@ impl RequestHandler for Dispatcher {
                             &r.application_data,
                         )
                         .await;
+                    crate::metrics::phase_two(r.branch_type, false, branch_status);
                     Some(
                         BranchRollbackResponse {
                             result,

@@ -14,5 +14,6 @@
 pub mod at;
 pub mod client;
 pub mod error;
+pub mod metrics;
 pub mod tcc;
 pub mod xa;

@@ -81,6 +81,12 @@ impl TmClient {
     /// A begin is not retried beyond the RPC layer's move to another connection: an
     /// outcome-unknown error may have left a transaction behind, which the TC times out.
     pub async fn begin(&self, name: &str, timeout: Duration) -> Result<GlobalTransaction, TmError> {
+        let r = self.try_begin(name, timeout).await;
+        crate::metrics::record(crate::metrics::Op::Begin, &r);
+        r
+    }
+
+    async fn try_begin(&self, name: &str, timeout: Duration) -> Result<GlobalTransaction, TmError> {
         let timeout_ms = match i32::try_from(timeout.as_millis()) {
             Ok(ms) if ms > 0 => ms,
             _ => {
@@ -117,6 +123,12 @@ impl TmClient {
     /// `Committing` or `CommitRetrying` (the TC finishes phase two itself), or `Finished` when
     /// an earlier attempt had reached the TC. A rollback status is [`TmError::RolledBackInstead`].
     pub async fn commit(&self, xid: &str) -> Result<GlobalStatus, TmError> {
+        let r = self.try_commit(xid).await;
+        crate::metrics::record(crate::metrics::Op::Commit, &r);
+        r
+    }
+
+    async fn try_commit(&self, xid: &str) -> Result<GlobalStatus, TmError> {
         let attempts = self.config.commit_retry_count;
         let done = retry(Op::Commit, xid, attempts, || self.commit_once(xid)).await?;
         let status = commit_outcome(xid, done.value, done.after_failed_answer)?;
@@ -130,6 +142,12 @@ impl TmClient {
     /// `Ok` carries the TC's status once it decided to roll back (any rollback status but a
     /// failed one, or `Finished`: a transaction the TC no longer holds is not committed by us).
     pub async fn rollback(&self, xid: &str) -> Result<GlobalStatus, TmError> {
+        let r = self.try_rollback(xid).await;
+        crate::metrics::record(crate::metrics::Op::Rollback, &r);
+        r
+    }
+
+    async fn try_rollback(&self, xid: &str) -> Result<GlobalStatus, TmError> {
         let attempts = self.config.rollback_retry_count;
         let done = retry(Op::Rollback, xid, attempts, || self.rollback_once(xid)).await?;
         let status = rollback_outcome(xid, done.value)?;

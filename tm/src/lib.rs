@@ -65,6 +65,7 @@ mod client;
 mod config;
 pub mod context;
 mod error;
+pub mod metrics;
 #[cfg(feature = "http")]
 pub mod propagation;
 mod template;
