@@ -13,6 +13,7 @@ use seata_protocol::{
     GlobalStatusRequest,
 };
 
+mod admin;
 mod phase_two;
 mod recovery;
 mod requests;
