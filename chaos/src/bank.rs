@@ -83,7 +83,9 @@ pub struct Snapshot {
     pub balances: HashMap<i64, i64>,
     /// Ledger rows: transfer id → (account, delta).
     pub ledger: HashMap<i64, (i64, i64)>,
-    /// `undo_log` rows still waiting for phase two (`log_status` 0, Normal).
+    /// `undo_log` rows in status Normal (`log_status` 0), by XID.
+    pub undo_by_xid: HashMap<String, i64>,
+    /// Their number.
     pub undo: i64,
     /// `undo_log` rows with `log_status` 1 (GlobalFinished): the marker an RM writes when a
     /// rollback finds no undo log (phase one never committed, or an earlier rollback already
@@ -99,7 +101,9 @@ pub async fn snapshot(server: &Opts, db: &str) -> anyhow::Result<Snapshot> {
     let ledger: Vec<(i64, i64, i64)> = c
         .query("SELECT transfer_id, account, delta FROM ledger")
         .await?;
-    let undo: Option<i64> = c.query_first(PENDING_UNDO).await?;
+    let by_xid: Vec<(String, i64)> = c
+        .query("SELECT xid, COUNT(*) FROM undo_log WHERE log_status = 0 GROUP BY xid")
+        .await?;
     let markers: Option<i64> = c
         .query_first("SELECT COUNT(*) FROM undo_log WHERE log_status = 1")
         .await?;
@@ -109,7 +113,8 @@ pub async fn snapshot(server: &Opts, db: &str) -> anyhow::Result<Snapshot> {
         total: balances.iter().map(|(_, b)| b).sum(),
         balances: balances.into_iter().collect(),
         ledger: ledger.into_iter().map(|(t, a, d)| (t, (a, d))).collect(),
-        undo: undo.unwrap_or(0),
+        undo: by_xid.iter().map(|(_, n)| n).sum(),
+        undo_by_xid: by_xid.into_iter().collect(),
     })
 }
 

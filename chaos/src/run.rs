@@ -23,6 +23,9 @@ use crate::worker::{settle, APPLICATION_ID};
 
 /// How often progress is printed during the load.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// With the TC idle, undo-log rows that have not moved for this long are left for good (the
+/// RMs delete acknowledged commits' undo logs within a second or so).
+const UNDO_STILL: Duration = Duration::from_secs(3);
 /// Longest wait for the workers to end their lanes after `stop`.
 const STOP_WAIT: Duration = Duration::from_secs(120);
 
@@ -279,26 +282,43 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     }
     tm.shutdown();
 
-    // Wait for the TC to hold nothing and the RMs to have deleted every undo log.
+    // Wait for the TC to hold nothing and the RMs to have deleted every undo log they will
+    // (rows of a killed RM's acknowledged commits stay: the count then stops moving).
     let wait_deadline = load_end + Duration::from_secs(args.settle_timeout);
     let mut held = None;
-    loop {
+    let mut last_undo = (i64::MAX, Instant::now());
+    let mut idle_since: Option<Instant> = None;
+    let settled_at = loop {
         let undo = bank::undo_rows(&server, &db_a).await? + bank::undo_rows(&server, &db_b).await?;
         held = tcs.held().await.unwrap_or(held);
         let idle = held.is_none_or(|h| h.sessions == 0 && h.locks == 0);
-        if undo == 0 && idle {
-            break;
+        idle_since = if idle {
+            idle_since.or(Some(Instant::now()))
+        } else {
+            None
+        };
+        if undo != last_undo.0 {
+            last_undo = (undo, Instant::now());
+        }
+        if let Some(since) = idle_since {
+            if undo == 0 {
+                break Instant::now();
+            }
+            if last_undo.1.elapsed() >= UNDO_STILL {
+                // Settled when both the TC and the undo count last moved.
+                break since.max(last_undo.1);
+            }
         }
         if Instant::now() > wait_deadline {
             println!(
                 "chaos: not settled after {}s: undo_log rows {undo}, TC {held:?}",
                 args.settle_timeout
             );
-            break;
+            break Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let settle_s = load_end.elapsed().as_secs_f64();
+    };
+    let settle_s = settled_at.duration_since(load_end).as_secs_f64();
     for w in &mut workers {
         w.finish(Duration::from_secs(10));
     }
@@ -336,6 +356,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
         check(&j, &a, &b, opening_total, args.opening, held)
     };
+    println!(
+        "chaos: undo_log rows of acknowledged commits left by killed workers (final data, \
+         removed by the age-based cleanup): {}",
+        report.undo_orphans
+    );
     println!(
         "chaos: undo_log GlobalFinished markers (rollbacks that found no undo log; not pending \
          work): {}",

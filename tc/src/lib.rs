@@ -20,6 +20,7 @@ pub mod coordinator;
 pub mod dispatch;
 pub mod dtm;
 pub mod error;
+pub mod failpoints;
 pub mod gateway;
 pub mod http;
 pub mod id;

@@ -174,6 +174,8 @@ async fn main() -> anyhow::Result<()> {
         // A client: no logging set-up, its output is the answer.
         std::process::exit(seata_tc::admin::cli::run(admin).await);
     }
+    // Test builds only (feature `failpoints`): crash points named in `FAILPOINTS`.
+    let _failpoints = seata_tc::failpoints::setup();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

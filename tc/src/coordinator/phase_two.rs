@@ -128,6 +128,7 @@ impl Coordinator {
             }
             Ok(Transition::Applied { branches }) => self.apply_branches(&session, branches),
         }
+        crate::failpoints::hit("tc::decision::after_append");
         if asynchronous && !session.lock().can_commit_async() {
             // The stored branch list has a TCC/XA branch registered through another TC that
             // our copy had not seen: commit synchronously after all.
@@ -183,7 +184,11 @@ impl Coordinator {
         // else just before the pass ends. Committing a branch twice after a crash is harmless
         // (the same window exists between an RM's answer and any write).
         let mut done: Vec<&Arc<BranchSession>> = Vec::new();
-        for branch in &branches {
+        crate::failpoints::hit("tc::commit::before_branch_commit");
+        for (i, branch) in branches.iter().enumerate() {
+            if i > 0 {
+                crate::failpoints::hit("tc::phase_two::between_branches");
+            }
             if branch.status() == BranchStatus::PhaseOneFailed {
                 // Its local transaction rolled back in phase one: nothing to commit.
                 if self.shared {
@@ -271,7 +276,10 @@ impl Coordinator {
         now: i64,
     ) -> GlobalStatus {
         let branches = session.lock().branches.clone();
-        for branch in branches.iter().rev() {
+        for (i, branch) in branches.iter().rev().enumerate() {
+            if i > 0 {
+                crate::failpoints::hit("tc::phase_two::between_branches");
+            }
             if branch.status() != BranchStatus::PhaseOneFailed {
                 let sent = std::time::Instant::now();
                 let reported = self

@@ -3,6 +3,8 @@
 
 mod admin;
 mod at;
+mod chaos;
+mod crash_points;
 mod dtm;
 mod dtm_grpc;
 mod dtm_grpc_python;

@@ -201,6 +201,7 @@ pub(super) fn write_snapshot(dir: &Path, n: u64, state: &State) -> Result<(), St
         },
     )?;
     out.write_all(&buf)?;
+    crate::failpoints::hit("tc::file::snapshot");
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     drop(file);

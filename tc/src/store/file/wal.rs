@@ -277,6 +277,7 @@ pub(super) fn run(
             .reserve(batch.len() as u64)
             .and_then(|()| segment.file.write_all(&batch))
             .and_then(|()| {
+                crate::failpoints::hit("tc::file::group_commit");
                 if config.fsync {
                     shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
                     let started = std::time::Instant::now();
