@@ -105,6 +105,18 @@ pub struct TcConfig {
     pub admin: AdminConfig,
     /// Prometheus metrics on the HTTP listener (`/metrics`).
     pub metrics: MetricsConfig,
+    /// Span export (`[tracing]`).
+    pub tracing: TracingConfig,
+}
+
+/// Span export (`[tracing]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TracingConfig {
+    /// OTLP/HTTP traces URL to export spans to (e.g. `http://127.0.0.1:4318/v1/traces`), with
+    /// the XID as a span attribute. Needs a build with the `otlp` cargo feature. Default
+    /// empty: no export.
+    pub otlp_endpoint: String,
 }
 
 /// Prometheus metrics (`[metrics]`).
@@ -299,6 +311,7 @@ impl Default for TcConfig {
             dtm: DtmConfig::default(),
             admin: AdminConfig::default(),
             metrics: MetricsConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub mod id;
 pub mod jobs;
 pub mod lock;
 pub mod metrics;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod registry;
 pub mod server;
 pub mod session;

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use seata_tc::config::{StoreMode, SyncMode, TcConfig};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 // The TC allocates a little per request on many threads; glibc malloc showed up at ~14% of
@@ -167,6 +170,40 @@ async fn shutdown_signal() {
     }
 }
 
+/// Installs the subscriber, with the OTLP exporter when `endpoint` is set; the guard flushes
+/// it at exit.
+#[cfg(feature = "otlp")]
+fn init_tracing<S>(base: S, endpoint: &str) -> anyhow::Result<Option<seata_tc::otlp::OtlpGuard>>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + std::marker::Sync + 'static,
+{
+    if endpoint.is_empty() {
+        base.init();
+        return Ok(None);
+    }
+    let (layer, guard) = seata_tc::otlp::layer(endpoint)?;
+    base.with(layer).init();
+    tracing::info!(endpoint, "exporting spans over OTLP");
+    Ok(Some(guard))
+}
+
+/// Installs the subscriber; this build cannot export spans (no `otlp` feature).
+#[cfg(not(feature = "otlp"))]
+fn init_tracing<S>(base: S, endpoint: &str) -> anyhow::Result<Option<()>>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + std::marker::Sync + 'static,
+{
+    base.init();
+    if !endpoint.is_empty() {
+        tracing::warn!(
+            endpoint,
+            "[tracing] otlp-endpoint is set but this seata-tc was built without the `otlp` \
+             feature; spans are not exported (build with `cargo build -p seata-tc --features otlp`)"
+        );
+    }
+    Ok(None)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -176,15 +213,16 @@ async fn main() -> anyhow::Result<()> {
     }
     // Test builds only (feature `failpoints`): crash points named in `FAILPOINTS`.
     let _failpoints = seata_tc::failpoints::setup();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+    // The config first: it says whether spans are also exported (`[tracing]`).
+    let config = config_from(&args)?;
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: logs piped to files or collectors stay plain.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let config = config_from(&args)?;
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let base = tracing_subscriber::registry()
+        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with(logs);
+    let _otlp = init_tracing(base, &config.tracing.otlp_endpoint)?;
     let store = seata_tc::store::open_store(&config)
         .await
         .with_context(|| format!("cannot open the {:?} store", config.store))?;
