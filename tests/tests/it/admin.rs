@@ -428,3 +428,65 @@ async fn dirty_rollback_keeps_locks_until_an_audited_give_up_that_survives_resta
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn dtm_transactions_are_listed_shown_and_retried() {
+    let (tc, _conf) = tc_with_token();
+    // A saga whose branch server is down: it stays submitted and retries.
+    let body = json!({
+        "gid": "admin-it-saga",
+        "trans_type": "saga",
+        "steps": [{"action": "http://127.0.0.1:9/pay", "compensate": "http://127.0.0.1:9/refund"}],
+        "payloads": ["{}"],
+        "retry_interval": 60,
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{}/submit", tc.dtm_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("submit");
+    assert!(r.status().is_success(), "{}", r.status());
+
+    let list = get(&tc, "/transactions?kind=dtm").await;
+    let row = item(&list, "admin-it-saga").unwrap_or_else(|| panic!("not listed: {list}"));
+    assert_eq!(row["mode"], "dtm-saga");
+    assert_eq!(row["status"], "submitted");
+    let show = get(&tc, "/transactions/admin-it-saga").await;
+    assert_eq!(show["kind"], "dtm");
+    let ops = show["transaction"]["branches"].as_array().unwrap();
+    assert!(
+        ops.iter()
+            .any(|b| b["op"] == "action" && b["url"] == "http://127.0.0.1:9/pay"),
+        "{show}"
+    );
+
+    let (code, body) = post(
+        &tc,
+        "/transactions/admin-it-saga/retry",
+        Some(TOKEN),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["changed"], true);
+    // DTM decides its own outcome: commit is refused with where to go instead.
+    let (code, body) = post(
+        &tc,
+        "/transactions/admin-it-saga/commit",
+        Some(TOKEN),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["next"].as_str().unwrap().contains("forceStop"),
+        "{body}"
+    );
+    let (code, out, _) = cli(&tc, &["list", "--kind", "dtm"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("admin-it-saga") && out.contains("dtm-saga"),
+        "{out}"
+    );
+}
