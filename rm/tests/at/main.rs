@@ -6,4 +6,6 @@ mod dml;
 mod harness;
 mod safety;
 mod session;
+mod sql_cases;
+mod sql_support;
 mod types;

@@ -165,30 +165,109 @@ impl AtConnection {
             return self.pass_through(sql, params, protocol).await;
         };
         match recognize(sql, &params)? {
+            Recognized::Many(parts) => self.run_many(&xid, parts).await,
+            rec => self.run_one(&xid, sql, params, protocol, rec).await,
+        }
+    }
+
+    /// One recognized statement inside global transaction `xid`.
+    async fn run_one<T: FromRow + Send + 'static>(
+        &mut self,
+        xid: &str,
+        sql: &str,
+        params: Params,
+        protocol: Protocol,
+        rec: Recognized,
+    ) -> Result<Vec<T>, RmError> {
+        match rec {
             Recognized::Plain => self.pass_through(sql, params, protocol).await,
             Recognized::Transaction(TxControl::Begin) => self.begin().await.map(|()| Vec::new()),
             Recognized::Transaction(TxControl::Commit) => self.commit().await.map(|()| Vec::new()),
             Recognized::Transaction(TxControl::Rollback) => {
                 self.rollback().await.map(|()| Vec::new())
             }
+            // Savepoints run as sent; the local transaction follows what they did to its
+            // undo items and lock keys.
+            Recognized::Transaction(TxControl::Savepoint(name)) => {
+                let rows = self.pass_through(sql, params, protocol).await?;
+                if let Some(tx) = self.c.tx.as_mut() {
+                    tx.savepoint(&name);
+                }
+                Ok(rows)
+            }
+            Recognized::Transaction(TxControl::RollbackTo(name)) => {
+                let rows = self.pass_through(sql, params, protocol).await?;
+                if let Some(tx) = self.c.tx.as_mut() {
+                    tx.rollback_to(&name);
+                }
+                Ok(rows)
+            }
+            Recognized::Transaction(TxControl::Release(name)) => {
+                let rows = self.pass_through(sql, params, protocol).await?;
+                if let Some(tx) = self.c.tx.as_mut() {
+                    tx.release(&name);
+                }
+                Ok(rows)
+            }
+            Recognized::Many(_) => Err(RmError::unsupported(sql, "nested statement lists")),
             Recognized::SelectForUpdate(s) => {
-                select_for_update(&mut self.c, &xid, sql, params, protocol, &s).await
+                select_for_update(&mut self.c, xid, sql, params, protocol, &s).await
             }
             stmt => {
                 // Phase one of this statement: the span carries the XID, and the branch id once
                 // the commit registers it (`commit.rs`); SQL text stays in DEBUG events.
                 let span = debug_span!("at_dml", xid = %xid, branch_id = field::Empty);
                 if self.c.tx.is_some() {
-                    dml(&mut self.c, &xid, sql, params, protocol, &stmt)
+                    dml(&mut self.c, xid, sql, params, protocol, &stmt)
                         .instrument(span)
                         .await
                 } else {
-                    autocommit_dml(&mut self.c, &xid, sql, params, protocol, &stmt)
+                    autocommit_dml(&mut self.c, xid, sql, params, protocol, &stmt)
                         .instrument(span)
                         .await
                 }
             }
         }
+    }
+
+    /// Several statements sent in one string, run one by one in order. Unless the string
+    /// manages transactions itself or one is open, they form one local transaction, so they
+    /// commit (and register one branch) together or not at all; unlike a single statement,
+    /// that transaction is not re-run after a lock conflict. Like `mysql_async`'s `query`,
+    /// the rows returned are the first result set's.
+    async fn run_many<T: FromRow + Send + 'static>(
+        &mut self,
+        xid: &str,
+        parts: Vec<(String, Recognized)>,
+    ) -> Result<Vec<T>, RmError> {
+        let own = self.c.tx.is_none()
+            && !parts
+                .iter()
+                .any(|(_, r)| matches!(r, Recognized::Transaction(_)));
+        if own {
+            self.begin().await?;
+        }
+        let mut rows = None;
+        for (sql, rec) in parts {
+            match self
+                .run_one::<T>(xid, &sql, Params::Empty, Protocol::Text, rec)
+                .await
+            {
+                Ok(r) => {
+                    rows.get_or_insert(r);
+                }
+                Err(e) => {
+                    if own {
+                        self.c.rollback_quietly().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if own {
+            self.commit().await?;
+        }
+        Ok(rows.unwrap_or_default())
     }
 
     /// A statement AT mode leaves alone. Outside a local transaction it must autocommit, as

@@ -15,11 +15,12 @@ use super::batch::run_batch;
 use super::commit::{begin_own, commit_tx, fail_registered, flush_and_commit, register};
 use super::conn_state::{ConnState, Protocol};
 use super::image_query::{select_by_keys, select_for_update};
+use super::{joined, upsert};
 use crate::at::model::batch_sql::Batch;
 use crate::at::model::image::TableRecords;
 use crate::at::model::lock_key;
 use crate::at::model::plan::{self, inserted_key, same_keys, KeySource, Plan, Prepared};
-use crate::at::model::statement::Recognized;
+use crate::at::model::statement::{OnConflict, Recognized};
 use crate::at::model::undo_log::{SqlType, SqlUndoLog};
 use crate::at::model::value::FieldValue;
 use crate::error::RmError;
@@ -42,9 +43,26 @@ pub(crate) async fn dml<T: FromRow + Send + 'static>(
     rec: &Recognized,
 ) -> Result<Vec<T>, RmError> {
     c.bind_xid(xid)?;
+    match rec {
+        Recognized::Insert(i) if i.on_conflict != OnConflict::Error => {
+            return upsert::run(c, sql, params, protocol, i).await
+        }
+        Recognized::Joined(j) => return joined::run(c, sql, params, protocol, j).await,
+        _ => {}
+    }
     let plan = plan_statement(c, sql, rec).await?;
     let stage = stage(c, sql, &params, protocol, plan).await?;
     run_stage(c, sql, params, protocol, stage).await
+}
+
+/// Whether the statement takes the single-table path of `plan.rs` (the others have no early
+/// lock key and no batch).
+fn single_table(rec: &Recognized) -> bool {
+    match rec {
+        Recognized::Insert(i) => i.on_conflict == OnConflict::Error,
+        Recognized::Update(_) | Recognized::Delete(_) => true,
+        _ => false,
+    }
 }
 
 /// The statement's table metadata and plan; refusals happen here, before anything runs.
@@ -163,6 +181,12 @@ async fn autocommit_once<T: FromRow + Send + 'static>(
     rec: &Recognized,
 ) -> Result<Vec<T>, RmError> {
     c.bind_xid(xid)?;
+    if !single_table(rec) {
+        let rows = dml(c, xid, sql, params, protocol, rec).await?;
+        let tx = c.tx.take().unwrap_or_default();
+        commit_tx(c, tx).await?;
+        return Ok(rows);
+    }
     let plan = plan_statement(c, sql, rec).await?;
     let table = plan.meta.name.clone();
     let stage = stage(c, sql, &params, protocol, plan).await?;

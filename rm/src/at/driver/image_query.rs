@@ -54,7 +54,7 @@ pub async fn select_by_keys(
     Ok(out)
 }
 
-async fn query_image(
+pub(crate) async fn query_image(
     conn: &mut Conn,
     meta: &TableMeta,
     sql: &str,

@@ -15,4 +15,42 @@ pub(crate) struct LocalTx {
     /// Why the undo log would not match the data (a statement failed after it ran, or MySQL
     /// rolled the transaction back): such a transaction may only roll back.
     pub(crate) poisoned: Option<String>,
+    /// Open savepoints, oldest first: name, undo items and lock keys when it was set.
+    savepoints: Vec<(String, usize, LockKeys)>,
+}
+
+impl LocalTx {
+    /// `SAVEPOINT name` succeeded. MySQL replaces an older savepoint of the same name.
+    pub(crate) fn savepoint(&mut self, name: &str) {
+        self.savepoints
+            .retain(|(n, _, _)| !n.eq_ignore_ascii_case(name));
+        self.savepoints
+            .push((name.to_string(), self.undo.len(), self.keys.clone()));
+    }
+
+    /// `ROLLBACK TO SAVEPOINT name` succeeded: the undo items and lock keys of the statements
+    /// after it go (their changes are gone); the savepoint stays, later ones are removed.
+    pub(crate) fn rollback_to(&mut self, name: &str) {
+        let Some(at) = self.position(name) else {
+            return;
+        };
+        if let Some((_, undo_len, keys)) = self.savepoints.get(at) {
+            self.undo.truncate(*undo_len);
+            self.keys = keys.clone();
+        }
+        self.savepoints.truncate(at + 1);
+    }
+
+    /// `RELEASE SAVEPOINT name` succeeded: it and later ones are removed; nothing is undone.
+    pub(crate) fn release(&mut self, name: &str) {
+        if let Some(at) = self.position(name) {
+            self.savepoints.truncate(at);
+        }
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.savepoints
+            .iter()
+            .rposition(|(n, _, _)| n.eq_ignore_ascii_case(name))
+    }
 }

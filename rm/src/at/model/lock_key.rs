@@ -153,6 +153,18 @@ pub(crate) fn format(table: &str, mut rows: Vec<String>) -> String {
     format!("{table}:{}", rows.join(","))
 }
 
+/// One table's keys from several images of the same statement (`t:1,2` and `t:3` give
+/// `t:1,2,3`); `None` when there are none.
+pub(crate) fn merge(keys: &[String]) -> Option<String> {
+    let (first, _) = keys.first()?.split_once(':')?;
+    let rows: Vec<String> = keys
+        .iter()
+        .filter_map(|k| k.split_once(':'))
+        .flat_map(|(_, rows)| rows.split(',').map(str::to_string))
+        .collect();
+    Some(format(first, rows))
+}
+
 /// Whether the one-statement lock key `found` names only rows of `registered` (`found` may
 /// be empty: the statement changed no row).
 pub fn covers(registered: &str, found: &str) -> bool {

@@ -25,7 +25,8 @@ use sqlparser::parser::{Parser, ParserOptions};
 use super::int_set::int_sets;
 use super::sql_expr::{int_literal, placeholder_positions, unescape};
 use super::statement::{
-    Cell, DeleteStmt, Filter, InsertStmt, Recognized, SelectStmt, TableRef, TxControl, UpdateStmt,
+    Cell, DeleteStmt, Filter, InsertStmt, JoinedKind, JoinedStmt, OnConflict, Recognized,
+    SelectStmt, TableRef, TxControl, UpdateStmt,
 };
 use super::text_cache::TextCache;
 use crate::error::RmError;
@@ -76,7 +77,14 @@ pub fn recognize(sql: &str, params: &Params) -> Result<Recognized, RmError> {
                     .next()
                     .unwrap_or_default()
                     .to_ascii_lowercase();
-                return if DML_WORDS.iter().any(|w| first.starts_with(w)) {
+                return if first == "update" && e.to_string().contains("Expected: SET") {
+                    // `UPDATE a, b SET ...`: the parser reads only the JOIN form.
+                    Err(RmError::unsupported(
+                        sql,
+                        "multi-table UPDATE with comma-separated tables; write it as \
+                         `UPDATE a JOIN b ON ... SET ...`",
+                    ))
+                } else if DML_WORDS.iter().any(|w| first.starts_with(w)) {
                     Err(e)
                 } else {
                     Ok(Recognized::Plain)
@@ -88,15 +96,26 @@ pub fn recognize(sql: &str, params: &Params) -> Result<Recognized, RmError> {
         [] => Ok(Recognized::Plain),
         [one] => recognize_one(sql, one, params),
         many => {
-            for s in many {
-                if !matches!(recognize_one(sql, s, &[])?, Recognized::Plain) {
-                    return Err(RmError::unsupported(
-                        sql,
-                        "several statements in one call; send each DML statement separately",
-                    ));
-                }
+            // Only the text protocol carries several statements, so there are no parameters:
+            // each statement runs on its own, in order, with its own text.
+            if !params.is_empty() {
+                return Err(RmError::unsupported(
+                    sql,
+                    "several statements with `?` parameters; send them one by one",
+                ));
             }
-            Ok(Recognized::Plain)
+            let mut parts = Vec::with_capacity(many.len());
+            let mut imaged = false;
+            for s in many {
+                let rec = recognize_one(sql, s, &[])?;
+                imaged |= !matches!(rec, Recognized::Plain);
+                parts.push((s.to_string(), rec));
+            }
+            Ok(if imaged {
+                Recognized::Many(parts)
+            } else {
+                Recognized::Plain
+            })
         }
     }
 }
@@ -144,7 +163,13 @@ fn recognize_one(sql: &str, stmt: &Statement, params: &[Value]) -> Result<Recogn
     let ph = Placeholders { positions, params };
     match stmt {
         Statement::Insert(ins) => insert(sql, ins, &ph).map(Recognized::Insert),
+        Statement::Update(up) if !up.table.joins.is_empty() => {
+            joined_update(sql, up, &ph).map(Recognized::Joined)
+        }
         Statement::Update(up) => update(sql, up, &ph).map(Recognized::Update),
+        Statement::Delete(del) if is_joined_delete(del) => {
+            joined_delete(sql, del, &ph).map(Recognized::Joined)
+        }
         Statement::Delete(del) => delete(sql, del, &ph).map(Recognized::Delete),
         Statement::Query(q) if q.locks.iter().any(|l| l.lock_type == LockType::Update) => {
             let SetExpr::Select(sel) = q.body.as_ref() else {
@@ -184,6 +209,18 @@ fn recognize_one(sql: &str, stmt: &Statement, params: &[Value]) -> Result<Recogn
             chain: false,
             savepoint: None,
         } => Ok(Recognized::Transaction(TxControl::Rollback)),
+        Statement::Rollback {
+            chain: false,
+            savepoint: Some(name),
+        } => Ok(Recognized::Transaction(TxControl::RollbackTo(
+            name.value.clone(),
+        ))),
+        Statement::Savepoint { name } => Ok(Recognized::Transaction(TxControl::Savepoint(
+            name.value.clone(),
+        ))),
+        Statement::ReleaseSavepoint { name } => Ok(Recognized::Transaction(TxControl::Release(
+            name.value.clone(),
+        ))),
         _ => Ok(Recognized::Plain),
     }
 }
@@ -256,25 +293,16 @@ fn insert(
     ins: &sqlparser::ast::Insert,
     ph: &Placeholders<'_>,
 ) -> Result<InsertStmt, RmError> {
-    if ins.replace_into {
-        return Err(RmError::unsupported(sql, "REPLACE; use INSERT or UPDATE"));
-    }
-    if ins.ignore {
-        // Ignored rows are not inserted, so an image by key would pick up (and rollback would
-        // delete) a row this statement never wrote.
-        return Err(RmError::unsupported(sql, "INSERT IGNORE"));
-    }
-    if let Some(on) = &ins.on {
-        let reason = match on {
-            // Seata 1.2 treats it as a plain INSERT, so rollback deletes a row that existed
-            // before (at-mode.md 3.4). We refuse it instead.
-            OnInsert::DuplicateKeyUpdate(_) => {
-                "INSERT ... ON DUPLICATE KEY UPDATE; use SELECT ... FOR UPDATE then INSERT or UPDATE"
-            }
-            _ => "INSERT ... ON CONFLICT",
-        };
-        return Err(RmError::unsupported(sql, reason));
-    }
+    // Seata 1.2 treats ON DUPLICATE KEY UPDATE as a plain INSERT, so its rollback deletes a
+    // row that existed before (at-mode.md 3.4); these kinds get images of every row they may
+    // collide with instead (`upsert.rs`).
+    let on_conflict = match (&ins.on, ins.replace_into, ins.ignore) {
+        (Some(OnInsert::DuplicateKeyUpdate(_)), false, _) => OnConflict::UpdateDuplicate,
+        (Some(_), _, _) => return Err(RmError::unsupported(sql, "INSERT ... ON CONFLICT")),
+        (None, true, _) => OnConflict::Replace,
+        (None, false, true) => OnConflict::Ignore,
+        (None, false, false) => OnConflict::Error,
+    };
     if ins.returning.is_some() {
         return Err(RmError::unsupported(sql, "INSERT ... RETURNING"));
     }
@@ -297,26 +325,29 @@ fn insert(
             table,
             columns,
             rows: vec![row],
+            on_conflict,
         });
     }
     let columns = ins.columns.iter().map(last_ident).collect();
-    let rows = match ins.source.as_deref().map(|q| q.body.as_ref()) {
-        Some(SetExpr::Values(v)) => v
-            .rows
-            .iter()
-            .map(|r| r.content.iter().map(cell).collect::<Result<Vec<_>, _>>())
-            .collect::<Result<Vec<_>, _>>()?,
-        _ => {
-            return Err(RmError::unsupported(
+    let rows =
+        match ins.source.as_deref().map(|q| q.body.as_ref()) {
+            Some(SetExpr::Values(v)) => v
+                .rows
+                .iter()
+                .map(|r| r.content.iter().map(cell).collect::<Result<Vec<_>, _>>())
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err(RmError::unsupported(
                 sql,
-                "INSERT without VALUES (e.g. INSERT ... SELECT); insert explicit rows",
-            ))
-        }
-    };
+                "INSERT ... SELECT: the rows it inserts are known only after it runs, and with \
+                 generated keys they cannot be read back exactly; select the rows first and \
+                 insert them with VALUES",
+            )),
+        };
     Ok(InsertStmt {
         table,
         columns,
         rows,
+        on_conflict,
     })
 }
 
@@ -443,6 +474,186 @@ fn delete(
     filter.params.extend(ph.params_of(sql, &del.order_by)?);
     filter.params.extend(ph.params_of(sql, &del.limit)?);
     Ok(DeleteStmt { table, filter })
+}
+
+/// Every table of a FROM clause, with its alias; derived tables and table functions are
+/// refused (their rows cannot be imaged by key).
+fn tables_of(sql: &str, from: &[TableWithJoins]) -> Result<Vec<TableRef>, RmError> {
+    let mut out = Vec::new();
+    for twj in from {
+        for factor in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
+            match factor {
+                TableFactor::Table {
+                    name,
+                    alias,
+                    args: None,
+                    ..
+                } => out.push(table_ref(
+                    sql,
+                    name,
+                    alias.as_ref().map(|a| a.name.clone()),
+                )?),
+                other => {
+                    return Err(RmError::unsupported(
+                        sql,
+                        format!("table expression `{other}` in a multi-table statement"),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The table of `tables` that `qualifier` names (alias, or table name when it has none).
+fn find_table<'t>(tables: &'t [TableRef], qualifier: &str) -> Option<&'t TableRef> {
+    tables
+        .iter()
+        .find(|t| t.qualifier().eq_ignore_ascii_case(qualifier))
+}
+
+/// `UPDATE a JOIN b ON ... SET a.x = ..., y = ... WHERE ...`.
+fn joined_update(
+    sql: &str,
+    up: &sqlparser::ast::Update,
+    ph: &Placeholders<'_>,
+) -> Result<JoinedStmt, RmError> {
+    if up.from.is_some() || up.returning.is_some() {
+        return Err(RmError::unsupported(sql, "UPDATE ... FROM / RETURNING"));
+    }
+    if !up.order_by.is_empty() || up.limit.is_some() {
+        return Err(RmError::unsupported(
+            sql,
+            "ORDER BY or LIMIT in a multi-table UPDATE",
+        ));
+    }
+    let tables = tables_of(sql, std::slice::from_ref(&up.table))?;
+    let mut targets: Vec<(String, Vec<String>)> = Vec::new();
+    let mut unqualified = Vec::new();
+    for a in &up.assignments {
+        let AssignmentTarget::ColumnName(c) = &a.target else {
+            return Err(RmError::unsupported(sql, "tuple assignment"));
+        };
+        let parts: Vec<&str> =
+            c.0.iter()
+                .filter_map(|p| match p {
+                    ObjectNamePart::Identifier(i) => Some(i.value.as_str()),
+                    ObjectNamePart::Function(_) => None,
+                })
+                .collect();
+        let column = last_ident(c);
+        let Some(qualifier) = parts.len().checked_sub(2).and_then(|i| parts.get(i)) else {
+            if !unqualified
+                .iter()
+                .any(|x: &String| x.eq_ignore_ascii_case(&column))
+            {
+                unqualified.push(column);
+            }
+            continue;
+        };
+        let table = find_table(&tables, qualifier).ok_or_else(|| {
+            RmError::unsupported(
+                sql,
+                format!("SET of `{c}`: `{qualifier}` names no table of the statement"),
+            )
+        })?;
+        let key = table.qualifier().to_string();
+        match targets.iter_mut().find(|(q, _)| *q == key) {
+            Some((_, cols)) if cols.iter().any(|x| x.eq_ignore_ascii_case(&column)) => {}
+            Some((_, cols)) => cols.push(column),
+            None => targets.push((key, vec![column])),
+        }
+    }
+    let mut params = ph.params_of(sql, &up.table)?;
+    params.extend(ph.params_of(sql, &up.selection)?);
+    Ok(JoinedStmt {
+        kind: JoinedKind::Update,
+        from: up.table.to_string(),
+        tables,
+        targets,
+        unqualified,
+        selection: up.selection.clone(),
+        params,
+    })
+}
+
+/// Whether a DELETE names its target tables apart from its FROM clause or joins tables.
+fn is_joined_delete(del: &sqlparser::ast::Delete) -> bool {
+    let from = match &del.from {
+        FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
+    };
+    !del.tables.is_empty()
+        || del.using.is_some()
+        || from.len() > 1
+        || from.iter().any(|t| !t.joins.is_empty())
+}
+
+/// `DELETE a[, b] FROM a JOIN b ...` or `DELETE FROM a[, b] USING a JOIN b ...`.
+fn joined_delete(
+    sql: &str,
+    del: &sqlparser::ast::Delete,
+    ph: &Placeholders<'_>,
+) -> Result<JoinedStmt, RmError> {
+    if del.returning.is_some() {
+        return Err(RmError::unsupported(sql, "DELETE ... RETURNING"));
+    }
+    if !del.order_by.is_empty() || del.limit.is_some() {
+        return Err(RmError::unsupported(
+            sql,
+            "ORDER BY or LIMIT in a multi-table DELETE",
+        ));
+    }
+    let from = match &del.from {
+        FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
+    };
+    // With USING the FROM list names the targets and USING joins; otherwise the list before
+    // FROM names them.
+    let (target_names, source): (Vec<String>, &[TableWithJoins]) = match &del.using {
+        Some(using) => (
+            tables_of(sql, from)?
+                .iter()
+                .map(|t| t.qualifier().to_string())
+                .collect(),
+            using,
+        ),
+        None => (del.tables.iter().map(last_ident).collect(), from),
+    };
+    if target_names.is_empty() {
+        return Err(RmError::unsupported(
+            sql,
+            "a multi-table DELETE without target tables",
+        ));
+    }
+    let tables = tables_of(sql, source)?;
+    let mut targets = Vec::new();
+    for name in target_names {
+        let table = find_table(&tables, &name).ok_or_else(|| {
+            RmError::unsupported(
+                sql,
+                format!("DELETE target `{name}` is not in its FROM clause"),
+            )
+        })?;
+        targets.push((table.qualifier().to_string(), Vec::new()));
+    }
+    let from_text = source
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut params = Vec::new();
+    for twj in source {
+        params.extend(ph.params_of(sql, twj)?);
+    }
+    params.extend(ph.params_of(sql, &del.selection)?);
+    Ok(JoinedStmt {
+        kind: JoinedKind::Delete,
+        from: from_text,
+        tables,
+        targets,
+        unqualified: Vec::new(),
+        selection: del.selection.clone(),
+        params,
+    })
 }
 
 #[cfg(test)]

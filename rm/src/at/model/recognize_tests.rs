@@ -122,18 +122,92 @@ fn select_for_update_is_recognized_and_plain_select_is_not() {
 
 #[test]
 fn refuses_what_cannot_be_undone() {
-    assert!(
-        refused("INSERT INTO t (id) VALUES (1) ON DUPLICATE KEY UPDATE id = 2")
-            .contains("ON DUPLICATE KEY UPDATE")
-    );
-    assert!(refused("REPLACE INTO t (id) VALUES (1)").contains("REPLACE"));
     assert!(refused("INSERT INTO t (id) SELECT id FROM u").contains("INSERT ... SELECT"));
-    assert!(refused("INSERT IGNORE INTO t (id) VALUES (1)").contains("IGNORE"));
-    assert!(refused("UPDATE t JOIN u ON t.id = u.id SET t.a = 1").contains("join"));
-    assert!(refused("DELETE t FROM t JOIN u ON t.id = u.id").contains("multi-table"));
-    assert!(refused("DELETE FROM t, u USING t JOIN u").contains("multi-table"));
     assert!(refused("SELECT * FROM t JOIN u ON t.id = u.id FOR UPDATE").contains("join"));
-    assert!(refused("UPDATE t SET a = 1; UPDATE t SET a = 2").contains("several"));
+    assert!(refused("UPDATE t, u SET t.a = 1 WHERE t.id = u.id").contains("comma-separated"));
+    assert!(refused("UPDATE t JOIN u ON t.id = u.id SET t.a = 1 LIMIT 1").contains("LIMIT"));
+    assert!(refused("UPDATE t JOIN u ON t.id = u.id SET x.a = 1").contains("`x` names no table"));
+    let many = recognize(
+        "UPDATE t SET a = ? ; UPDATE t SET a = 2",
+        &pos(vec![Value::Int(1)]),
+    );
+    assert!(matches!(many, Err(RmError::Unsupported { .. })));
+}
+
+#[test]
+fn recognizes_conflicting_inserts() {
+    for (sql, want) in [
+        (
+            "INSERT INTO t (id) VALUES (1) ON DUPLICATE KEY UPDATE id = 2",
+            OnConflict::UpdateDuplicate,
+        ),
+        ("REPLACE INTO t (id) VALUES (1)", OnConflict::Replace),
+        ("INSERT IGNORE INTO t (id) VALUES (1)", OnConflict::Ignore),
+        ("INSERT INTO t (id) VALUES (1)", OnConflict::Error),
+    ] {
+        match rec(sql, vec![]) {
+            Recognized::Insert(i) => assert_eq!(i.on_conflict, want, "{sql}"),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn recognizes_multi_table_statements() {
+    let Recognized::Joined(j) = rec(
+        "UPDATE a JOIN b bb ON a.id = bb.id AND bb.k = ? SET a.x = ?, bb.y = 2, z = 3 WHERE a.v = ?",
+        vec![Value::Int(1), Value::Int(2), Value::Int(3)],
+    ) else {
+        panic!("not joined")
+    };
+    assert_eq!(j.kind, JoinedKind::Update);
+    assert_eq!(
+        j.targets,
+        vec![
+            ("a".to_string(), vec!["x".to_string()]),
+            ("bb".to_string(), vec!["y".to_string()])
+        ]
+    );
+    assert_eq!(j.unqualified, vec!["z".to_string()]);
+    assert_eq!(
+        j.params,
+        vec![Value::Int(1), Value::Int(3)],
+        "ON and WHERE params, not SET's"
+    );
+    assert_eq!(j.from, "a JOIN b bb ON a.id = bb.id AND bb.k = ?");
+    for sql in [
+        "DELETE a, b FROM a JOIN b ON a.id = b.id WHERE b.z = 1",
+        "DELETE FROM a, b USING a JOIN b ON a.id = b.id WHERE b.z = 1",
+    ] {
+        let Recognized::Joined(j) = rec(sql, vec![]) else {
+            panic!("{sql}")
+        };
+        assert_eq!(j.kind, JoinedKind::Delete);
+        let names: Vec<&str> = j.targets.iter().map(|(q, _)| q.as_str()).collect();
+        assert_eq!(names, ["a", "b"], "{sql}");
+    }
+}
+
+#[test]
+fn recognizes_statement_lists_and_savepoints() {
+    let Recognized::Many(parts) = rec("UPDATE t SET a = 1; SAVEPOINT s; DELETE FROM t", vec![])
+    else {
+        panic!("not many")
+    };
+    assert_eq!(parts.len(), 3);
+    assert!(matches!(parts[1].1, Recognized::Transaction(TxControl::Savepoint(ref n)) if n == "s"));
+    assert!(matches!(
+        rec("SELECT 1; SELECT 2", vec![]),
+        Recognized::Plain
+    ));
+    assert!(matches!(
+        rec("ROLLBACK TO SAVEPOINT s1", vec![]),
+        Recognized::Transaction(TxControl::RollbackTo(ref n)) if n == "s1"
+    ));
+    assert!(matches!(
+        rec("RELEASE SAVEPOINT s1", vec![]),
+        Recognized::Transaction(TxControl::Release(_))
+    ));
 }
 
 #[test]

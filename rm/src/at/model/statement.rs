@@ -19,13 +19,19 @@ pub enum Recognized {
     Delete(DeleteStmt),
     /// A single-table `SELECT ... FOR UPDATE`.
     SelectForUpdate(SelectStmt),
-    /// `BEGIN`/`START TRANSACTION`, `COMMIT` or `ROLLBACK` sent as SQL: the proxy must track
-    /// them, or undo items would be committed without an undo log.
+    /// A multi-table `UPDATE` (`UPDATE a JOIN b ON ... SET ...`) or `DELETE` (`DELETE a, b FROM
+    /// a JOIN b ...`, `DELETE FROM a USING a JOIN b ...`): imaged per written table.
+    Joined(JoinedStmt),
+    /// Several statements in one string, each recognized on its own with its SQL text.
+    Many(Vec<(String, Recognized)>),
+    /// `BEGIN`/`START TRANSACTION`, `COMMIT`, `ROLLBACK` and savepoints sent as SQL: the proxy
+    /// must track them, or undo items would be committed without an undo log (or kept for
+    /// changes a `ROLLBACK TO SAVEPOINT` took back).
     Transaction(TxControl),
 }
 
 /// A transaction-control statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxControl {
     /// `BEGIN` / `START TRANSACTION`.
     Begin,
@@ -33,6 +39,12 @@ pub enum TxControl {
     Commit,
     /// `ROLLBACK` (not `ROLLBACK TO SAVEPOINT`).
     Rollback,
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `ROLLBACK TO [SAVEPOINT] name`.
+    RollbackTo(String),
+    /// `RELEASE SAVEPOINT name`.
+    Release(String),
 }
 
 /// The target table as written in the statement.
@@ -112,6 +124,72 @@ pub struct InsertStmt {
     pub columns: Vec<String>,
     /// The VALUES rows.
     pub rows: Vec<Vec<Cell>>,
+    /// What happens to a row whose key is already taken.
+    pub on_conflict: OnConflict,
+}
+
+/// What an INSERT does with a row that collides on the primary key or a unique key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    /// The statement fails (a plain INSERT).
+    Error,
+    /// `INSERT IGNORE`: the row is skipped.
+    Ignore,
+    /// `ON DUPLICATE KEY UPDATE`: the existing row is updated instead.
+    UpdateDuplicate,
+    /// `REPLACE`: the colliding rows are deleted, then the row is inserted.
+    Replace,
+}
+
+impl OnConflict {
+    /// The construct's name, for messages and the support matrix.
+    pub fn construct(self) -> &'static str {
+        match self {
+            OnConflict::Error => "INSERT",
+            OnConflict::Ignore => "INSERT IGNORE",
+            OnConflict::UpdateDuplicate => "INSERT ... ON DUPLICATE KEY UPDATE",
+            OnConflict::Replace => "REPLACE",
+        }
+    }
+}
+
+/// Whether a multi-table statement updates or deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinedKind {
+    /// `UPDATE ... JOIN ... SET`.
+    Update,
+    /// `DELETE t1[, t2] FROM ... JOIN ...`.
+    Delete,
+}
+
+/// A multi-table UPDATE or DELETE.
+#[derive(Debug, Clone)]
+pub struct JoinedStmt {
+    /// Update or delete.
+    pub kind: JoinedKind,
+    /// The FROM clause as written (tables, joins and their ON conditions), for image queries.
+    pub from: String,
+    /// Every table the FROM clause names, with its alias.
+    pub tables: Vec<TableRef>,
+    /// The tables written to, by the name or alias the statement uses for them; for an UPDATE,
+    /// the SET columns of each (resolved when the statement leaves a column unqualified).
+    pub targets: Vec<(String, Vec<String>)>,
+    /// UPDATE: SET columns written without a table qualifier; the driver assigns each to the
+    /// one table that has it.
+    pub unqualified: Vec<String>,
+    /// The WHERE condition.
+    pub selection: Option<Expr>,
+    /// Values for the `?`s of the FROM clause and the WHERE condition, in text order.
+    pub params: Vec<Value>,
+}
+
+impl TableRef {
+    /// The name the statement's other clauses use for this table: its alias, else its name.
+    pub fn qualifier(&self) -> &str {
+        self.alias
+            .as_ref()
+            .map_or(self.table.as_str(), |a| a.value.as_str())
+    }
 }
 
 /// `UPDATE t SET ... [WHERE] [ORDER BY] [LIMIT]`.
