@@ -327,7 +327,7 @@ async function loadClients() {
 async function loadAudit() {
   const a = await api("/audit?limit=200");
   $("#audit-table tbody").replaceChildren(...a.items.slice().reverse().map((r) => el("tr", {},
-    el("td", { text: time(r.at_ms) }), el("td", { text: r.actor }), el("td", { text: r.action }),
+    el("td", { class: "nw", text: time(r.at_ms) }), el("td", { class: "nw", text: r.actor }), el("td", { class: "nw", text: r.action }),
     el("td", { class: "id", text: r.xid }), el("td", { class: "r", text: r.branch_id || "" }),
     el("td", {}, chip(r.status)), el("td", { class: "mono", text: r.reason }))));
   $("#audit-empty").classList.toggle("hidden", a.items.length > 0);
@@ -366,9 +366,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); loadTx(); });
   $("#next").addEventListener("click", () => { state.offset += PAGE; loadTx(); });
   $("#token-btn").addEventListener("click", askToken);
-  // Deep links: /console#xid=... opens that transaction.
+  // Deep links: /console#xid=... opens that transaction, #tab=locks|clients|audit a tab.
   const m = /xid=([^&]+)/.exec(location.hash);
   if (m) state.selected = decodeURIComponent(m[1]);
-  refresh();
+  const t = /tab=(\w+)/.exec(location.hash);
+  if (t && document.getElementById("tab-" + t[1])) switchTab(t[1]);
+  else refresh();
   setInterval(() => { if ($("#auto").checked && !document.querySelector("dialog[open]")) refresh(); }, 3000);
 });
