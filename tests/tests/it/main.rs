@@ -9,6 +9,7 @@ mod dtm;
 mod dtm_grpc;
 mod dtm_grpc_python;
 mod dtm_python;
+mod config_paths;
 mod db_faults;
 mod durability;
 mod failure_paths;

@@ -20,7 +20,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use dashmap::DashSet;
 use mysql_async::prelude::Queryable;
@@ -51,6 +51,9 @@ pub(super) struct Leases {
     owned: DashSet<i64>,
     /// Until when (ms) `owned` may be trusted without asking the database.
     trusted_until: AtomicI64,
+    /// Our node row was found leased by another TC (we stalled longer than the lease): ids
+    /// made with our node number could repeat that TC's, so none may be written any more.
+    node_lost: AtomicBool,
 }
 
 impl Leases {
@@ -68,6 +71,7 @@ impl Leases {
             node,
             owned: DashSet::new(),
             trusted_until: AtomicI64::new(now_ms() + lease_ms - lease_ms / 3),
+            node_lost: AtomicBool::new(false),
         })
     }
 
@@ -202,10 +206,31 @@ impl Leases {
             );
             // Our transaction leases went with the node: claims must ask the database.
             self.owned.clear();
+            self.node_lost.store(true, Ordering::Release);
             return Ok(());
         }
         self.trusted_until
             .store(now + self.lease_ms - self.lease_ms / 3, Ordering::Release);
+        Ok(())
+    }
+
+    /// Checks, before a write that carries a new id (a begin, a branch), that our node number
+    /// is still ours: renewed recently, else renewed now. A TC that was frozen (SIGSTOP, a
+    /// long pause) past its lease may find its node taken by a TC that started meanwhile;
+    /// it then refuses such writes for good rather than hand out ids that TC may also give.
+    pub(super) async fn ensure_node(&self) -> Result<(), StoreError> {
+        if !self.node_lost.load(Ordering::Acquire)
+            && now_ms() >= self.trusted_until.load(Ordering::Acquire)
+        {
+            self.renew().await?;
+        }
+        if self.node_lost.load(Ordering::Acquire) {
+            return Err(StoreError::Backend(format!(
+                "this TC's server node {} is leased by another TC (this one stalled longer than \
+                 db-lease-ms), so its ids could collide: restart this TC",
+                self.node
+            )));
+        }
         Ok(())
     }
 

@@ -151,6 +151,8 @@ impl MysqlStore {
     }
 
     async fn register(&self, branch: NewBranch) -> Result<BranchAdded, StoreError> {
+        // A branch id carries our node number, like a transaction id.
+        self.leases.ensure_node().await?;
         match self.writers.submit(Op::Register(branch)).await? {
             Outcome::Added(added) => Ok(added),
             other => Err(unexpected(&other)),
@@ -215,7 +217,11 @@ pub(super) fn is_lock_contention(e: &mysql_async::Error) -> bool {
 
 impl SessionStore for MysqlStore {
     fn add_global<'a>(&'a self, global: GlobalRow<'a>) -> StoreFuture<'a, ()> {
-        boxed(self.write(Op::InsertGlobal(unit::owned_global(&global))))
+        let op = Op::InsertGlobal(unit::owned_global(&global));
+        boxed(async move {
+            self.leases.ensure_node().await?;
+            self.write(op).await
+        })
     }
 
     fn update_global_status<'a>(
@@ -240,6 +246,7 @@ impl SessionStore for MysqlStore {
     fn add_branch<'a>(&'a self, branch: BranchRow<'a>) -> StoreFuture<'a, ()> {
         let op = Op::Register(NewBranch::plain(&branch));
         boxed(async move {
+            self.leases.ensure_node().await?;
             match self.writers.submit(op).await? {
                 Outcome::Added(BranchAdded::Added) => Ok(()),
                 other => Err(unexpected(&other)),
