@@ -12,11 +12,14 @@ use tracing_subscriber::Layer;
 
 use super::*;
 
+/// A span's fields by name.
+type FieldMap = HashMap<&'static str, String>;
+
 /// Span name and fields by span id.
 #[derive(Clone, Default)]
-struct Spans(Arc<Mutex<HashMap<u64, (&'static str, HashMap<&'static str, String>)>>>);
+struct Spans(Arc<Mutex<HashMap<u64, (&'static str, FieldMap)>>>);
 
-struct Fields<'a>(&'a mut HashMap<&'static str, String>);
+struct Fields<'a>(&'a mut FieldMap);
 
 impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -43,7 +46,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
 
 impl Spans {
     /// The fields of every span named `name`.
-    fn named(&self, name: &str) -> Vec<HashMap<&'static str, String>> {
+    fn named(&self, name: &str) -> Vec<FieldMap> {
         let all = self.0.lock().unwrap();
         all.values()
             .filter(|(n, _)| *n == name)
