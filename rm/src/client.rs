@@ -433,11 +433,20 @@ impl Dispatcher {
             }
             (BranchType::At, Some(at)) => {
                 let span = info_span!("branch_rollback", xid, branch_id);
-                let status = at
-                    .branch_rollback(xid, branch_id, resource_id)
+                let answer = at
+                    .branch_rollback_reported(xid, branch_id, resource_id)
                     .instrument(span)
                     .await;
-                (TxResult::success(), status)
+                // A dirty rollback's report travels as the message, which Seata's codec
+                // carries only with resultCode Failed; the unretryable status decides.
+                let result = match answer.message {
+                    Some(report) => TxResult::failed(
+                        TransactionExceptionCode::BranchRollbackFailedUnretriable,
+                        report,
+                    ),
+                    None => TxResult::success(),
+                };
+                (result, answer.status)
             }
             (t, _) => {
                 // The AT manager is held weakly (it holds this client): an application that

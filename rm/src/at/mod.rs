@@ -20,9 +20,11 @@ mod tc_link;
 
 pub use config::AtConfig;
 pub use driver::connection::AtConnection;
-pub use driver::manager::AtResourceManager;
+pub use driver::dirty::DirtyResolution;
+pub use driver::manager::{AtResourceManager, RollbackAnswer};
 pub use driver::meta_cache::TableMetaCache;
 pub use driver::resource::{resource_id_of, DataSourceProxy};
+pub use model::dirty::{DirtyReport, DirtyRow};
 pub use tc_link::TcLink;
 
 /// The undo log: its model, its Jackson encoding and the `undo_log` table's DDL (the paths

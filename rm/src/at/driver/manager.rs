@@ -16,9 +16,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{error, info, instrument, warn};
 
+use super::dirty::{self, DirtyResolution};
 use super::resource::DataSourceProxy;
 use super::rollback::undo;
 use crate::at::config::AtConfig;
+use crate::at::model::dirty::DirtyReport;
 use crate::at::tc_link::TcLink;
 use crate::error::RmError;
 
@@ -38,6 +40,16 @@ enum CommitJob {
 }
 
 type Sources = Arc<DashMap<String, DataSourceProxy>>;
+
+/// A phase-two rollback's answer for the TC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackAnswer {
+    /// The branch status.
+    pub status: BranchStatus,
+    /// For `PhaseTwo_RollbackFailed_Unretryable`: the report summary, sent as the response
+    /// message (which Seata's codec carries only with resultCode Failed).
+    pub message: Option<String>,
+}
 
 /// The AT resource manager: data sources by resource id, the TC link, the commit worker.
 pub struct AtResourceManager {
@@ -123,35 +135,101 @@ impl AtResourceManager {
     }
 
     /// Phase-two rollback: undoes the branch's phase-one changes. A dirty write answers
-    /// `PhaseTwo_RollbackFailed_Unretryable`; any other failure `..._Retryable`.
-    #[instrument(skip_all, fields(xid = %xid, branch_id = branch_id))]
+    /// `PhaseTwo_RollbackFailed_Unretryable`; any other failure `..._Retryable`. See
+    /// [`branch_rollback_reported`](Self::branch_rollback_reported) for the report.
     pub async fn branch_rollback(
         &self,
         xid: &str,
         branch_id: i64,
         resource_id: &str,
     ) -> BranchStatus {
+        self.branch_rollback_reported(xid, branch_id, resource_id)
+            .await
+            .status
+    }
+
+    /// [`branch_rollback`](Self::branch_rollback) with the message for the TC: on a dirty
+    /// write, the branch's undo log is kept (its rows stay locked at the TC) and the answer
+    /// carries [`DirtyReport::summary`]; settle it with [`resolve_dirty`](Self::resolve_dirty).
+    #[instrument(skip_all, fields(xid = %xid, branch_id = branch_id))]
+    pub async fn branch_rollback_reported(
+        &self,
+        xid: &str,
+        branch_id: i64,
+        resource_id: &str,
+    ) -> RollbackAnswer {
+        let answer = |status, message| RollbackAnswer { status, message };
         let Some(ds) = self.data_source_for(resource_id) else {
             error!(
                 resource_id,
                 "rollback for an unknown resource; the TC will retry"
             );
-            return BranchStatus::PhaseTwoRollbackFailedRetryable;
+            return answer(BranchStatus::PhaseTwoRollbackFailedRetryable, None);
         };
         match undo(&ds.inner, xid, branch_id).await {
             Ok(outcome) => {
                 info!(xid, branch_id, ?outcome, "branch rolled back");
-                BranchStatus::PhaseTwoRollbacked
+                answer(BranchStatus::PhaseTwoRollbacked, None)
             }
             Err(e @ RmError::DirtyWrite { .. }) => {
-                error!(error = %e, "branch rollback refused: dirty write");
-                BranchStatus::PhaseTwoRollbackFailedUnretryable
+                let message = match dirty::report(&ds.inner, xid, branch_id).await {
+                    Ok(Some(report)) => {
+                        error!(
+                            error = %e,
+                            report = %report.to_json(),
+                            "branch rollback refused: dirty write; settle it with \
+                             AtResourceManager::resolve_dirty, then retry or give up the branch at the TC"
+                        );
+                        report.summary()
+                    }
+                    other => {
+                        error!(error = %e, report = ?other.err(), "branch rollback refused: dirty write");
+                        e.to_string()
+                    }
+                };
+                answer(
+                    BranchStatus::PhaseTwoRollbackFailedUnretryable,
+                    Some(message),
+                )
             }
             Err(e) => {
                 warn!(error = %e, "branch rollback failed; the TC will retry");
-                BranchStatus::PhaseTwoRollbackFailedRetryable
+                answer(BranchStatus::PhaseTwoRollbackFailedRetryable, None)
             }
         }
+    }
+
+    /// The rows of a branch whose rollback was refused for a dirty write, with their before,
+    /// after and current values; `None` when the branch has no undo log left.
+    pub async fn dirty_report(
+        &self,
+        xid: &str,
+        branch_id: i64,
+        resource_id: &str,
+    ) -> Result<Option<DirtyReport>, RmError> {
+        let ds = self
+            .data_source_for(resource_id)
+            .ok_or_else(|| RmError::UnknownResource(resource_id.to_string()))?;
+        dirty::report(&ds.inner, xid, branch_id).await
+    }
+
+    /// Settles a dirty rollback: write the before images back anyway, or accept the current
+    /// data. Either deletes the undo log, so the TC's next rollback of the branch (an admin
+    /// `retry`) succeeds and releases its locks. Returns `false` when there was no undo log.
+    #[instrument(skip_all, fields(xid = %xid, branch_id = branch_id))]
+    pub async fn resolve_dirty(
+        &self,
+        xid: &str,
+        branch_id: i64,
+        resource_id: &str,
+        how: DirtyResolution,
+    ) -> Result<bool, RmError> {
+        let ds = self
+            .data_source_for(resource_id)
+            .ok_or_else(|| RmError::UnknownResource(resource_id.to_string()))?;
+        let done = dirty::resolve(&ds.inner, xid, branch_id, how).await?;
+        info!(xid, branch_id, ?how, done, "dirty rollback settled");
+        Ok(done)
     }
 
     /// Deletes undo logs created `save_days` or more days ago (TC-driven housekeeping);

@@ -12,6 +12,7 @@ pub(crate) mod batch;
 pub(crate) mod commit;
 pub(crate) mod conn_state;
 pub(crate) mod connection;
+pub(crate) mod dirty;
 pub(crate) mod dml;
 pub(crate) mod for_update;
 pub(crate) mod image_query;

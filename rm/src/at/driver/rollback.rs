@@ -39,18 +39,30 @@ pub(crate) enum UndoOutcome {
     Ignored,
 }
 
-/// Rolls back branch `branch_id` of `xid` on `ds`.
+/// Rolls back branch `branch_id` of `xid` on `ds`, checking for dirty writes when the
+/// configuration asks for it.
 pub(crate) async fn undo(
     ds: &DataSource,
     xid: &str,
     branch_id: i64,
+) -> Result<UndoOutcome, RmError> {
+    undo_with(ds, xid, branch_id, ds.config.data_validation).await
+}
+
+/// [`undo`], with the dirty-write check on or off (off: an operator chose to write the before
+/// images back over whatever is there now).
+pub(crate) async fn undo_with(
+    ds: &DataSource,
+    xid: &str,
+    branch_id: i64,
+    validate: bool,
 ) -> Result<UndoOutcome, RmError> {
     let mut conn = ds.pool.get_conn().await?;
     let mut attempt = 0;
     loop {
         attempt += 1;
         conn.query_drop("START TRANSACTION").await?;
-        match undo_once(&mut conn, ds, xid, branch_id).await {
+        match undo_once(&mut conn, ds, xid, branch_id, validate).await {
             Ok(outcome) => {
                 conn.query_drop("COMMIT").await?;
                 return Ok(outcome);
@@ -74,6 +86,7 @@ async fn undo_once(
     ds: &DataSource,
     xid: &str,
     branch_id: i64,
+    validate: bool,
 ) -> Result<UndoOutcome, RmError> {
     let rows = ds
         .undo_table
@@ -114,7 +127,7 @@ async fn undo_once(
         }
         let log = ds.codec.decode(&row.rollback_info).map_err(corrupt)?;
         for item in log.sql_undo_logs.iter().rev() {
-            undo_item(conn, ds, xid, branch_id, item).await?;
+            undo_item(conn, ds, xid, branch_id, item, validate).await?;
         }
     }
     ds.undo_table.delete(conn, xid, branch_id).await?;
@@ -127,6 +140,7 @@ async fn undo_item(
     xid: &str,
     branch_id: i64,
     item: &SqlUndoLog,
+    validate: bool,
 ) -> Result<(), RmError> {
     let table = parse_table_name(&item.table_name)?;
     let schema = ds
@@ -148,7 +162,7 @@ async fn undo_item(
             ),
         });
     }
-    if ds.config.data_validation {
+    if validate {
         if diff(&item.before_image, &item.after_image).is_empty() {
             debug!(table = %meta.name, "images equal; nothing to undo");
             return Ok(());

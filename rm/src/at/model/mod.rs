@@ -14,6 +14,7 @@
 pub mod batch_sql;
 pub mod column_type;
 pub mod compensation;
+pub mod dirty;
 pub mod image;
 pub mod image_sql;
 pub mod int_set;
