@@ -62,7 +62,7 @@ pub async fn act(
             if state.coord.is_seata_xid(&tx) || state.dtm.is_none() {
                 return Ok(answer(state.coord.admin_delete(&tx, &body.reason, &who).await?));
             }
-            return dtm_act(&state, &tx, "delete").await;
+            return dtm_delete(&state, &tx, &body.reason, &who).await;
         }
         other => {
             return Err(ApiError::NotFound(format!(
@@ -120,6 +120,57 @@ async fn dtm_act(state: &AdminState, gid: &str, action: &str) -> Result<Json<Val
     Ok(Json(json!({
         "xid": gid, "action": "retry", "status": status, "changed": true,
         "message": "scheduled now",
+    })))
+}
+
+/// Deletes a finished DTM transaction (audited); unknown gids are a no-op.
+async fn dtm_delete(
+    state: &AdminState,
+    gid: &str,
+    reason: &str,
+    actor: &str,
+) -> Result<Json<Value>, ApiError> {
+    let Some(engine) = &state.dtm else {
+        return Err(ApiError::NotFound(format!("no transaction {gid}")));
+    };
+    let record = engine
+        .query(gid)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot read {gid}: {e}")))?;
+    let Some(record) = record else {
+        return Ok(Json(json!({
+            "xid": gid, "action": "delete", "status": "", "changed": false,
+            "message": "not stored: already deleted or purged",
+        })));
+    };
+    let status = record.trans.status.as_str().to_owned();
+    if !record.trans.status.is_finished() {
+        return Err(ApiError::Conflict {
+            why: format!("DTM transaction {gid} is not finished ({status})"),
+            next: "wait for it to finish, or stop it with DTM's forceStop first".into(),
+            status,
+        });
+    }
+    // The audit record first: no delete without its record.
+    state
+        .coord
+        .admin_record(&crate::store::AuditRecord {
+            at_ms: crate::id::now_ms(),
+            actor: actor.to_owned(),
+            action: "delete".into(),
+            xid: gid.to_owned(),
+            branch_id: None,
+            reason: reason.to_owned(),
+            status: status.clone(),
+        })
+        .await?;
+    let changed = engine
+        .delete_finished(gid)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot delete {gid}: {e}")))?;
+    Ok(Json(json!({
+        "xid": gid, "action": "delete", "status": status, "changed": changed,
+        "message": if changed { "deleted" } else { "not stored: already deleted or purged" },
     })))
 }
 

@@ -345,6 +345,15 @@ impl Coordinator {
             .map_err(store_error(&session.xid, StoreOp::WriteGlobal))
     }
 
+    /// Keeps an audit record of an action on something that is not a Seata session (a DTM
+    /// transaction).
+    pub async fn admin_record(&self, record: &AuditRecord) -> Result<(), Refusal> {
+        self.store
+            .add_audit(record)
+            .await
+            .map_err(store_error(&record.xid, StoreOp::WriteGlobal))
+    }
+
     /// Retry now, roll back or commit (see [`Action`]).
     pub async fn admin_act(&self, xid: &str, action: Action, actor: &str) -> Result<Done, Refusal> {
         let session = self.held(xid).ok_or_else(|| Self::not_found(xid))?;

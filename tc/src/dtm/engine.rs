@@ -363,6 +363,23 @@ impl DtmEngine {
         Ok(())
     }
 
+    /// An operator's delete (admin API): forgets a finished transaction before the purge
+    /// would. `false` when it is not stored; a [`DtmError::Failure`] when it is not finished.
+    pub async fn delete_finished(&self, gid: &str) -> Result<bool, DtmError> {
+        let _held = self.locks.lock(gid).await;
+        let store = self.dtm()?;
+        let Some(s) = store.get(gid).await? else {
+            return Ok(false);
+        };
+        if !s.trans.status.is_finished() {
+            return Err(DtmError::Failure(format!(
+                "current status '{}': only finished transactions can be deleted",
+                s.trans.status
+            )));
+        }
+        Ok(store.remove_finished(gid).await?)
+    }
+
     /// `resetNextCronTime` (§3.8): look at the transaction now.
     pub async fn reset_next_cron_time(self: &Arc<Self>, gid: &str) -> Result<(), DtmError> {
         let held = self.locks.lock(gid).await;

@@ -123,4 +123,13 @@ pub trait DtmStore: Send + Sync + std::fmt::Debug + 'static {
     /// Forgets finished transactions whose `finish_time` is before `finished_before_ms`, and
     /// then the oldest finished ones beyond the newest `keep_max`. Returns how many.
     fn purge(&self, finished_before_ms: i64, keep_max: usize) -> StoreFuture<'_, usize>;
+
+    /// Forgets one finished transaction (an operator's delete); `false` when it is not
+    /// stored or not finished. The default (test doubles) refuses.
+    fn remove_finished<'a>(&'a self, gid: &'a str) -> StoreFuture<'a, bool> {
+        let _ = gid;
+        super::ready(Err(super::StoreError::Backend(
+            "this store cannot delete single DTM transactions".into(),
+        )))
+    }
 }

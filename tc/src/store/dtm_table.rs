@@ -226,6 +226,20 @@ impl DtmTable {
         }
     }
 
+    /// Forgets `gid` if it is finished; `log` runs inside the removal, as for
+    /// [`purge`](Self::purge). Returns whether it was removed.
+    pub fn remove_finished(&self, gid: &str, mut log: impl FnMut(&TransRecord)) -> bool {
+        self.rows
+            .remove_if(gid, |_, r| {
+                let finished = r.trans.status.is_finished();
+                if finished {
+                    log(r);
+                }
+                finished
+            })
+            .is_some()
+    }
+
     /// See [`DtmStore::purge`](super::dtm::DtmStore::purge); returns the gids forgotten.
     /// `log` runs once per removed record, inside the removal (under the gid's shard lock),
     /// so a log entry for it is ordered before any later create of the same gid.

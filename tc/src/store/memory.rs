@@ -148,6 +148,10 @@ impl DtmStore for MemoryStore {
             .purge(finished_before_ms, keep_max, |_| ())
             .len()))
     }
+
+    fn remove_finished<'a>(&'a self, gid: &'a str) -> StoreFuture<'a, bool> {
+        ready(Ok(self.dtm.remove_finished(gid, |_| ())))
+    }
 }
 
 #[cfg(test)]

@@ -653,4 +653,25 @@ impl DtmStore for FileStore {
             Ok(purged)
         })
     }
+
+    fn remove_finished<'a>(&'a self, gid: &'a str) -> StoreFuture<'a, bool> {
+        if let Err(e) = self.shared.accepting() {
+            return ready(Err(e));
+        }
+        // Logged inside the removal with the row's id, as purge does (recover.rs).
+        let mut queued = None;
+        self.dtm.remove_finished(gid, |r| {
+            queued = Some(self.shared.submit(&Record::DtmRemove {
+                gid: &r.trans.gid,
+                id: r.trans.id,
+            }));
+        });
+        match queued {
+            None => ready(Ok(false)),
+            Some(q) => boxed(async move {
+                durable(q?).await?;
+                Ok(true)
+            }),
+        }
+    }
 }

@@ -627,6 +627,25 @@ impl DtmStore for MysqlStore {
     fn purge(&self, finished_before_ms: i64, keep_max: usize) -> StoreFuture<'_, usize> {
         boxed(self.purge_finished(finished_before_ms, keep_max))
     }
+
+    fn remove_finished<'a>(&'a self, gid: &'a str) -> StoreFuture<'a, bool> {
+        boxed(async move {
+            let id: Option<i64> = {
+                let mut conn = self.pool.get_conn().await.map_err(db)?;
+                conn.exec_first(
+                    "SELECT id FROM trans_global WHERE gid = ?",
+                    (gid.as_bytes(),),
+                )
+                .await
+                .map_err(db)?
+            };
+            let Some(id) = id else {
+                return Ok(false);
+            };
+            let ids = [id];
+            Ok(retrying(|| self.delete_finished(&ids)).await? > 0)
+        })
+    }
 }
 
 #[cfg(test)]
