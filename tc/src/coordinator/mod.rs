@@ -34,6 +34,7 @@ use crate::session::{BranchSession, GlobalSession};
 use crate::store::{SessionStore, StoredSession};
 
 mod admin;
+mod fault_log;
 mod gauges;
 mod notes;
 mod phase_two;
@@ -120,6 +121,8 @@ pub struct Coordinator {
     queues: Queues,
     settings: Settings,
     wake: Notify,
+    /// Phase-two failures, logged per resource once per retry tick (`fault_log.rs`).
+    phase_two_failures: fault_log::PhaseTwoFailures,
     /// Failures and operator actions per transaction, for the admin API (`notes.rs`).
     notes: notes::Notes,
 }
@@ -171,6 +174,7 @@ impl Coordinator {
                 rollback_retry_timeout_unlock: r.rollback_retry_timeout_unlock_enable,
             },
             wake: Notify::new(),
+            phase_two_failures: fault_log::PhaseTwoFailures::default(),
             notes: notes::Notes::default(),
         });
         let stored = coord

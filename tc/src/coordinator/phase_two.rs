@@ -10,8 +10,9 @@ use seata_protocol::{
     BranchStatus, GlobalCommitRequest, GlobalCommitResponse, GlobalRollbackRequest,
     GlobalRollbackResponse, GlobalStatus, TxResult,
 };
-use tracing::{error, field, info, info_span, instrument, warn, Instrument};
+use tracing::{debug, error, field, info, info_span, instrument, warn, Instrument};
 
+use super::fault_log::Half;
 use super::Coordinator;
 use crate::error::{StoreOp, TcError};
 use crate::id;
@@ -244,7 +245,14 @@ impl Coordinator {
                     return self.end(session, Event::PhaseTwoUnretryable, now).await;
                 }
                 other => {
-                    warn!(branch_id = branch.branch_id, outcome = ?other, "branch commit not done; will retry");
+                    debug!(branch_id = branch.branch_id, outcome = ?other, "branch commit not done; will retry");
+                    self.phase_two_failures.record(
+                        Half::Commit,
+                        &branch.resource_id,
+                        branch.branch_id,
+                        &session.xid,
+                        &other,
+                    );
                     self.notes.branch_failed(
                         session.transaction_id,
                         branch.branch_id,
@@ -315,7 +323,14 @@ impl Coordinator {
                         );
                         // Earlier branches may depend on this one's rows being restored
                         // first, so stop here for this round.
-                        warn!(branch_id = branch.branch_id, outcome = ?other, "branch rollback not done; will retry");
+                        debug!(branch_id = branch.branch_id, outcome = ?other, "branch rollback not done; will retry");
+                        self.phase_two_failures.record(
+                            Half::Rollback,
+                            &branch.resource_id,
+                            branch.branch_id,
+                            &session.xid,
+                            &other,
+                        );
                         return self.retry_later(session, now).await;
                     }
                 }

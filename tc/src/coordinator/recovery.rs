@@ -65,6 +65,10 @@ impl Coordinator {
             }
         }
         let mut n = 0;
+        // For the tick's summary lines: the oldest timed-out session (ids grow with time), and
+        // how many timeouts could not be recorded, with the first error.
+        let mut oldest: Option<&GlobalSession> = None;
+        let mut unrecorded: Option<(usize, &GlobalSession, String)> = None;
         for s in &expired {
             let tid = s.transaction_id;
             let written = self
@@ -78,7 +82,8 @@ impl Coordinator {
                 .await;
             match written {
                 Err(e) => {
-                    warn!(xid = %s.xid, error = %e, "could not record timeout; will check again");
+                    debug!(xid = %s.xid, error = %e, "could not record timeout; will check again");
+                    unrecorded.get_or_insert_with(|| (0, s, e.to_string())).0 += 1;
                     let mut st = s.lock();
                     st.status = GlobalStatus::Begin;
                     st.active = true;
@@ -91,7 +96,11 @@ impl Coordinator {
                 }
                 Ok(Transition::Applied { branches }) => self.apply_branches(s, branches),
             }
-            info!(xid = %s.xid, timeout_ms = s.timeout_ms, "global transaction timed out; rolling back");
+            // Thousands may time out in one tick (a TM or the TC was down): one line for all.
+            debug!(xid = %s.xid, timeout_ms = s.timeout_ms, "global transaction timed out; rolling back");
+            if oldest.is_none_or(|o| tid < o.transaction_id) {
+                oldest = Some(s);
+            }
             crate::metrics::seata().timed_out();
             self.notes.event(
                 tid,
@@ -101,6 +110,13 @@ impl Coordinator {
             );
             self.queues.retry_rollbacking.insert(tid);
             n += 1;
+        }
+        if let Some(o) = oldest {
+            info!(sessions = n, oldest_xid = %o.xid, "global transactions timed out; rolling back");
+        }
+        if let Some((count, first, error)) = unrecorded {
+            warn!(sessions = count, first_xid = %first.xid, error = %error,
+                "could not record timeouts; will check again");
         }
         n
     }
@@ -120,6 +136,8 @@ impl Coordinator {
                 }
             })
             .await;
+        // One line per resource for the failures of this tick (and of TM-driven passes since).
+        self.phase_two_failures.flush();
         driven.into_inner()
     }
 

@@ -88,3 +88,123 @@ async fn money_is_conserved_while_the_tc_and_a_worker_are_killed() {
         "every transfer ends committed or rolled back\n{report}"
     );
 }
+
+// ---- logs under faults -----------------------------------------------------------------------
+
+/// Lines of `log` that contain every one of `needles`.
+fn lines_with(log: &str, needles: &[&str]) -> usize {
+    log.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .count()
+}
+
+/// The sum of `key=N` over the lines of `log` containing `needle`.
+fn sum_field(log: &str, needle: &str, key: &str) -> u64 {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| {
+            let at = l.find(&format!("{key}="))? + key.len() + 1;
+            l[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Waits (bounded by `WAIT`) until `cond` holds for the TC's log.
+async fn wait_log(tc: &seata_it::tc::TcProcess, what: &str, cond: impl Fn(&str) -> bool) {
+    let deadline = tokio::time::Instant::now() + seata_it::clients::WAIT;
+    while !cond(&tc.log()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never logged:\n{}",
+            tc.log()
+        );
+        // Polling the collected log; the outcome does not depend on this interval.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const RETRY_LINE: &str = "phase two not done on a resource; will retry";
+
+#[tokio::test]
+async fn retries_against_an_absent_rm_log_one_line_per_resource_not_per_branch() {
+    use seata_it::clients::{begin, rollback, tm, TestRm};
+    const R1: &str = "jdbc:mysql://127.0.0.1:3306/chaos_log_r1";
+    const R2: &str = "jdbc:mysql://127.0.0.1:3306/chaos_log_r2";
+    let tc = seata_it::tc::TcProcess::start_with(&["--store", "memory"]);
+    let tm = tm(tc.addr()).await;
+    let rm = TestRm::connect(tc.addr(), "it-chaos-logs", &[R1, R2]).await;
+    let mut xids = Vec::new();
+    for i in 0..300 {
+        let xid = begin(&tm, 600_000).await;
+        let resource = if i < 200 { R1 } else { R2 };
+        let b = rm.register(&xid, resource, &format!("t:{i}")).await;
+        assert!(b.result.is_success(), "{:?}", b.result);
+        xids.push(xid);
+    }
+    // The RM goes away; every rollback now fails on its branch and is retried.
+    rm.client.shutdown();
+    let started = std::time::Instant::now();
+    for xid in &xids {
+        let r = rollback(&tm, xid).await;
+        assert!(r.result.is_success(), "{:?}", r.result);
+    }
+    // Every failure is counted in the per-resource lines: the first passes (driven by the
+    // TM's requests) and two rounds of the retry job (every branch fails once per round).
+    wait_log(&tc, "three rounds of failures of both resources", |log| {
+        sum_field(log, &format!("{RETRY_LINE} resource_id={R1}"), "failures") >= 600
+            && sum_field(log, &format!("{RETRY_LINE} resource_id={R2}"), "failures") >= 300
+    })
+    .await;
+    let log = tc.log();
+    let per_resource = lines_with(&log, &[RETRY_LINE]);
+    let warn_lines = lines_with(&log, &[" WARN "]);
+    eprintln!(
+        "TC WARN lines {warn_lines} (retry lines {per_resource}) in {:.1} s for 300 rollbacks \
+         against an absent RM",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        lines_with(&log, &["will retry", "branch_id="]),
+        0,
+        "no per-branch retry line:\n{log}"
+    );
+    assert!(
+        lines_with(&log, &[RETRY_LINE, "oldest_branch=", "oldest_xid="]) == per_resource,
+        "each line names the oldest branch:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_mass_timeout_is_logged_in_a_few_lines() {
+    use seata_it::clients::{begin, tm, TestRm};
+    const R: &str = "jdbc:mysql://127.0.0.1:3306/chaos_log_timeouts";
+    let tc = seata_it::tc::TcProcess::start_with(&["--store", "memory"]);
+    let tm = tm(tc.addr()).await;
+    let rm = TestRm::connect(tc.addr(), "it-chaos-logs", &[R]).await;
+    for i in 0..300 {
+        let xid = begin(&tm, 300).await;
+        let b = rm.register(&xid, R, &format!("t:{i}")).await;
+        // A transaction that timed out already refuses the branch; that is fine here.
+        let _ = b;
+    }
+    const TIMEOUT_LINE: &str = "global transactions timed out; rolling back";
+    wait_log(&tc, "300 timeouts", |log| {
+        sum_field(log, TIMEOUT_LINE, "sessions") >= 300
+    })
+    .await;
+    let log = tc.log();
+    eprintln!(
+        "timeout lines for 300 timed-out transactions: {}",
+        lines_with(&log, &[TIMEOUT_LINE])
+    );
+    assert_eq!(
+        lines_with(&log, &["global transaction timed out"]),
+        0,
+        "no line per transaction:\n{log}"
+    );
+}
