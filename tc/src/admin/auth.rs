@@ -54,6 +54,12 @@ impl Auth {
         self.token.is_some()
     }
 
+    /// Reads: from loopback, or from anywhere with `public-read` (an unknown peer is not
+    /// loopback).
+    fn read_allowed(&self, peer: Option<SocketAddr>) -> bool {
+        self.public_read || peer.is_some_and(|p| p.ip().is_loopback())
+    }
+
     fn check_token(&self, header: Option<&str>) -> Result<(), ApiError> {
         let Some(expected) = &self.token else {
             return Err(ApiError::Forbidden(
@@ -95,7 +101,7 @@ pub async fn guard(State(state): State<AdminState>, req: Request, next: Next) ->
             warn!(?peer, path = %req.uri().path(), "admin action refused: {e}");
             return e.into_response();
         }
-    } else if !state.auth.public_read && !peer.is_some_and(|p| p.ip().is_loopback()) {
+    } else if !state.auth.read_allowed(peer) {
         return ApiError::Forbidden(
             "the admin API and console answer loopback only: use an SSH tunnel, or set [admin] public-read = true".into(),
         )
@@ -107,6 +113,41 @@ pub async fn guard(State(state): State<AdminState>, req: Request, next: Next) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_from_loopback_only_unless_public() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let local6: SocketAddr = "[::1]:5000".parse().unwrap();
+        let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
+        let private = Auth::default();
+        assert!(private.read_allowed(Some(local)) && private.read_allowed(Some(local6)));
+        assert!(!private.read_allowed(Some(remote)) && !private.read_allowed(None));
+        let public = Auth {
+            token: None,
+            public_read: true,
+        };
+        assert!(public.read_allowed(Some(remote)));
+    }
+
+    #[test]
+    fn token_file_first_line_wins_and_empty_disables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  from-file  \nsecond line\n").unwrap();
+        let c = AdminConfig {
+            token: Some("inline".into()),
+            token_file: Some(path.clone()),
+            public_read: false,
+        };
+        assert_eq!(Auth::from_config(&c).token.as_deref(), Some("from-file"));
+        std::fs::write(&path, "\n").unwrap();
+        let c = AdminConfig {
+            token: None,
+            token_file: Some(path),
+            public_read: false,
+        };
+        assert!(!Auth::from_config(&c).actions_enabled());
+    }
 
     #[test]
     fn token_rules() {
