@@ -489,4 +489,34 @@ async fn dtm_transactions_are_listed_shown_and_retried() {
         out.contains("admin-it-saga") && out.contains("dtm-saga"),
         "{out}"
     );
+
+    // Only a finished DTM transaction can be deleted; the delete is audited.
+    let delete = "/transactions/admin-it-saga/delete";
+    let (code, body) = post(&tc, delete, Some(TOKEN), json!({})).await;
+    assert_eq!(code, 409, "{body}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/forceStop", tc.dtm_url()))
+        .json(&json!({"gid": "admin-it-saga"}))
+        .send()
+        .await
+        .expect("forceStop");
+    assert!(r.status().is_success(), "{}", r.status());
+    let (code, body) = post(
+        &tc,
+        delete,
+        Some(TOKEN),
+        json!({"reason": "stopped by hand"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["changed"], true);
+    let gone = reqwest::get(format!("{}/transactions/admin-it-saga", base(&tc)))
+        .await
+        .expect("GET");
+    assert_eq!(gone.status().as_u16(), 404);
+    let (code, body) = post(&tc, delete, Some(TOKEN), json!({})).await;
+    assert_eq!((code, body["changed"].clone()), (200, json!(false)));
+    let audit = get(&tc, "/audit?xid=admin-it-saga").await;
+    assert_eq!(audit["items"][0]["action"], "delete", "{audit}");
+    assert_eq!(audit["items"][0]["status"], "failed");
 }
