@@ -520,3 +520,62 @@ async fn dtm_transactions_are_listed_shown_and_retried() {
     assert_eq!(audit["items"][0]["action"], "delete", "{audit}");
     assert_eq!(audit["items"][0]["status"], "failed");
 }
+
+#[tokio::test]
+async fn db_store_keeps_audit_records_in_its_table() {
+    let db = seata_it::db_store::TestDb::create().await;
+    let conf = tempfile::tempdir().expect("config dir");
+    let path = conf.path().join("tc.toml");
+    std::fs::write(&path, format!("[admin]\ntoken = \"{TOKEN}\"\n")).expect("write config");
+    let path = path.to_string_lossy().into_owned();
+    let mut tc = TcProcess::start_with(&[
+        "--config",
+        &path,
+        "--store",
+        "db",
+        "--db-url",
+        db.url(),
+        "--init-db",
+    ]);
+    let tm = clients::tm(tc.addr()).await;
+    let dirty = TcClient::connect(
+        TcClientConfig::new(
+            vec![tc.addr().to_owned()],
+            Registration::Rm {
+                application_id: "it-dirty-rm".into(),
+                transaction_service_group: "it_tx_group".into(),
+                resource_ids: vec!["jdbc:dirty-db".into()],
+            },
+        ),
+        Arc::new(DirtyRm {
+            report: "{\"table\":\"t\",\"pk\":\"1\"}".into(),
+        }),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("RM connects");
+    let xid = clients::begin(&tm, 60_000).await;
+    let reg: BranchRegisterResponse = dirty
+        .request(BranchRegisterRequest {
+            xid: xid.clone(),
+            branch_type: BranchType::At,
+            resource_id: "jdbc:dirty-db".into(),
+            lock_key: "t:1".into(),
+            application_data: String::new(),
+        })
+        .await
+        .expect("register");
+    assert!(reg.result.is_success(), "{:?}", reg.result);
+    assert_eq!(
+        clients::rollback(&tm, &xid).await.global_status,
+        GlobalStatus::RollbackFailed
+    );
+    let give_up = format!("/transactions/{xid}/branches/{}/give-up", reg.branch_id);
+    let (code, body) = post(&tc, &give_up, Some(TOKEN), json!({"reason": "fixed"})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(db.count("seata_rs_audit").await, 2);
+    tc.restart();
+    let audit = get(&tc, &format!("/audit?xid={xid}")).await;
+    assert_eq!(audit["total"], 2, "{audit}");
+    assert_eq!(audit["items"][1]["reason"], "fixed");
+}
