@@ -9,7 +9,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum RmError {
     /// The statement cannot be made part of a global transaction. Nothing was executed.
-    #[error("not supported in AT mode: {reason} (SQL: {sql}); rewrite it as a single-table INSERT/UPDATE/DELETE or run it outside the global transaction")]
+    #[error("not supported in AT mode: {reason} (SQL: {sql}); docs/at-sql-support.md lists what AT mode accepts; rewrite it or run it outside the global transaction")]
     Unsupported {
         /// The statement as the application sent it.
         sql: String,

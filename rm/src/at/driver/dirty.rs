@@ -10,7 +10,7 @@ use super::image_query::select_by_keys;
 use super::resource::DataSource;
 use super::rollback::{undo_with, UndoOutcome};
 use crate::at::model::dirty::{dirty_rows, DirtyReport};
-use crate::at::model::recognize::parse_table_name;
+use crate::at::model::table_name::parse_table_name;
 use crate::at::model::undo_json::serializer_of;
 use crate::at::model::undo_log::{LogStatus, SqlType};
 use crate::error::RmError;

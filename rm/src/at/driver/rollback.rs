@@ -18,7 +18,7 @@ use super::image_query::select_by_keys;
 use super::resource::DataSource;
 use crate::at::model::compensation::compensation;
 use crate::at::model::image::diff;
-use crate::at::model::recognize::parse_table_name;
+use crate::at::model::table_name::parse_table_name;
 use crate::at::model::undo_json::serializer_of;
 use crate::at::model::undo_log::{LogStatus, SqlType, SqlUndoLog, DEFENSE_ROLLBACK_INFO};
 use crate::error::RmError;

@@ -4,11 +4,12 @@
 //! Dependencies point one way (top uses bottom):
 //!
 //! ```text
-//! recognize ─► statement ─► int_set ─► image ─► value ─► table_meta ─► column_type
-//!     │            ▲            │                  ▲
-//!     └─► sql_expr ┘            └──────────────────┘
-//! plan ─► batch_sql, lock_key, image_sql, compensation ─► image, value, table_meta
-//! undo_json ─► undo_log ─► image;  json, literal, text_cache: leaves
+//! recognize ─► recognize_joined, table_name, sql_expr ─► statement ─► int_set ─► image
+//! image ─► value ─► table_meta ─► column_type
+//! batch_sql ─► plan ─► lock_key, int_set ─► image_sql ─► table_meta, value
+//! upsert, joined, dirty, compensation ─► undo_log, image, image_sql, lock_key
+//! undo_json ─► undo_log ─► image;  local_tx ─► lock_key, undo_log
+//! json, literal, text_cache: leaves
 //! ```
 
 pub mod batch_sql;
@@ -25,9 +26,11 @@ pub(crate) mod local_tx;
 pub mod lock_key;
 pub mod plan;
 pub mod recognize;
+pub(crate) mod recognize_joined;
 pub mod sql_expr;
 pub mod statement;
 pub mod table_meta;
+pub mod table_name;
 pub(crate) mod text_cache;
 pub mod undo_json;
 pub mod undo_log;

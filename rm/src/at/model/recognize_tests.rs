@@ -1,6 +1,7 @@
 //! Unit tests for `recognize.rs` (kept apart to hold that file under the size target).
 
 use super::*;
+use crate::at::model::statement::JoinedKind;
 
 fn pos(v: Vec<Value>) -> Params {
     Params::Positional(v)

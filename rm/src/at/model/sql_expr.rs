@@ -7,6 +7,8 @@ use std::ops::ControlFlow;
 use mysql_async::Value;
 use sqlparser::ast::{visit_expressions, Expr, UnaryOperator, Value as SqlValue};
 
+use crate::error::RmError;
+
 /// The (line, column) of every `?` inside `v`, in text order.
 pub(crate) fn placeholder_positions<V: sqlparser::ast::Visit>(v: &V) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
@@ -84,5 +86,37 @@ pub(crate) fn int_literal(e: &Expr) -> Option<Value> {
         },
         Expr::Nested(inner) => int_literal(inner),
         _ => None,
+    }
+}
+
+/// Maps every `?` of a statement to its parameter by text position.
+pub(crate) struct Placeholders<'a> {
+    pub(crate) positions: Vec<(u64, u64)>,
+    pub(crate) params: &'a [Value],
+}
+
+impl Placeholders<'_> {
+    pub(crate) fn value_at(&self, sql: &str, pos: (u64, u64)) -> Result<Value, RmError> {
+        self.positions
+            .binary_search(&pos)
+            .ok()
+            .and_then(|i| self.params.get(i))
+            .cloned()
+            .ok_or_else(|| RmError::Parse {
+                sql: sql.to_string(),
+                message: "cannot match a `?` to its parameter".into(),
+            })
+    }
+
+    /// The parameters of the `?`s inside `v`, in text order.
+    pub(crate) fn params_of<V: sqlparser::ast::Visit>(
+        &self,
+        sql: &str,
+        v: &V,
+    ) -> Result<Vec<Value>, RmError> {
+        placeholder_positions(v)
+            .into_iter()
+            .map(|p| self.value_at(sql, p))
+            .collect()
     }
 }
