@@ -411,3 +411,42 @@ async fn unknown_message_type_inside_a_merged_batch_gets_failed_answers_and_the_
     assert!(raw_begin(&mut framed, 23).await.result.is_success());
     assert!(!tc.log().contains("bad frame"), "{}", tc.log());
 }
+
+#[tokio::test]
+async fn register_churn_logs_at_most_two_info_lines_per_cycle() {
+    let tc = TcProcess::start_with(&["--store", "memory"]);
+    // Wait for the start-up lines to be out, then count from there.
+    let _probe = raw_tm(tc.addr()).await;
+    let base = tc.log().lines().count();
+    const CYCLES: usize = 20;
+    for _ in 0..CYCLES {
+        let stream = raw_tm(tc.addr()).await.into_parts().io;
+        stream.set_zero_linger().unwrap();
+        drop(stream); // RST
+    }
+    let until = tokio::time::Instant::now() + WAIT;
+    while tc.log().matches("connection closed by peer").count() < CYCLES {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "not every reset was noticed:\n{}",
+            tc.log()
+        );
+        // Polling the collected log; the outcome does not depend on this interval.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let log = tc.log();
+    let lines: Vec<&str> = log.lines().skip(base).collect();
+    assert!(
+        lines.len() <= 2 * CYCLES,
+        "{} lines for {CYCLES} connect-register-reset cycles:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("WARN") && !l.contains("ERROR")),
+        "{}",
+        lines.join("\n")
+    );
+}

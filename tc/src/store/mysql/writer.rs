@@ -395,6 +395,20 @@ impl Writer {
                     };
                     self.committing.push(self.tracker.spawn(commit));
                 }
+                Err(Failure::Unknown(e)) if tries == 0 => {
+                    // Nothing was committed (no COMMIT was sent), so running the batch again
+                    // is safe. A connection the server closed while it sat idle (killed, or
+                    // the server restarted) fails like this on its next use: without the
+                    // retry, every idle connection costs one failed batch after a blip.
+                    // The idle ones most likely went the same way: open fresh ones.
+                    self.idle.clear();
+                    info!(error = %e, units = ops.len(), "db store connection lost before COMMIT; running the batch again on a new connection");
+                    let units = ops
+                        .into_iter()
+                        .zip(replies)
+                        .map(|(op, reply)| Unit { op, reply });
+                    work.push((units.collect(), tries + 1));
+                }
                 Err(Failure::Unknown(e)) => {
                     warn!(error = %e, units = ops.len(), "db store connection failed mid-batch; its writes did not commit");
                     for reply in replies {
