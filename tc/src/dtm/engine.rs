@@ -129,6 +129,7 @@ impl DtmEngine {
     }
 
     /// `prepare` (§3.2): creates the transaction `prepared`, idempotently.
+    #[tracing::instrument(skip_all, fields(gid = %record.trans.gid))]
     pub async fn prepare(&self, mut record: TransRecord) -> Result<(), DtmError> {
         let gid = record.trans.gid.clone();
         let _held = self.locks.lock(&gid).await;
@@ -152,6 +153,7 @@ impl DtmEngine {
     /// `submit` (§3.3): creates the transaction `submitted`, or moves a prepared one there,
     /// then processes it (one round before answering when `wait`). A repeated submit
     /// re-drives the stored transaction (DTM re-drives the request's copy).
+    #[tracing::instrument(skip_all, fields(gid = %record.trans.gid))]
     pub async fn submit(
         self: &Arc<Self>,
         mut record: TransRecord,
@@ -207,6 +209,7 @@ impl DtmEngine {
 
     /// `abort` (§3.4): a prepared msg fails at once; a prepared or aborting tcc/xa turns
     /// to aborting and its cancels/rollbacks run. Decided on the stored type.
+    #[tracing::instrument(skip_all, fields(gid = %gid))]
     pub async fn abort(
         self: &Arc<Self>,
         gid: &str,
@@ -262,6 +265,7 @@ impl DtmEngine {
     }
 
     /// `registerBranch` (§3.5): adds a tcc or xa branch's phase-two ops while prepared.
+    #[tracing::instrument(skip_all, fields(gid = %gid, branch_id = %reg.branch_id))]
     pub async fn register(&self, gid: &str, reg: &Registration) -> Result<(), DtmError> {
         let _held = self.locks.lock(gid).await;
         let store = self.dtm()?;
@@ -335,6 +339,7 @@ impl DtmEngine {
     }
 
     /// `forceStop` (§3.8): marks an unfinished transaction failed without compensating.
+    #[tracing::instrument(skip_all, fields(gid = %gid))]
     pub async fn force_stop(&self, gid: &str) -> Result<(), DtmError> {
         let _held = self.locks.lock(gid).await;
         let store = self.dtm()?;
