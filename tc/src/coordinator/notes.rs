@@ -6,6 +6,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dashmap::mapref::entry::Entry;
+use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
 use serde::Serialize;
 
@@ -64,6 +68,9 @@ impl TxNote {
 #[derive(Debug, Default)]
 pub(crate) struct Notes {
     map: DashMap<i64, TxNote>,
+    /// Entries in `map`, kept beside it because `DashMap::is_empty` locks every shard and the
+    /// end of every transaction asks.
+    len: AtomicUsize,
 }
 
 /// A copy of one transaction's notes.
@@ -90,9 +97,23 @@ fn clip(mut s: String) -> String {
 }
 
 impl Notes {
+    fn note(&self, tid: i64) -> RefMut<'_, i64, TxNote> {
+        match self.map.entry(tid) {
+            Entry::Occupied(e) => e.into_ref(),
+            Entry::Vacant(e) => {
+                self.len.fetch_add(1, Ordering::Relaxed);
+                e.insert(TxNote::default())
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len.load(Ordering::Relaxed) == 0
+    }
+
     /// A branch's phase two failed in a way worth retrying.
     pub(crate) fn branch_failed(&self, tid: i64, branch_id: i64, now: i64, error: String) {
-        let mut n = self.map.entry(tid).or_default();
+        let mut n = self.note(tid);
         n.retrying_since_ms.get_or_insert(now);
         let b = n.branches.entry(branch_id).or_default();
         b.failed_attempts = b.failed_attempts.saturating_add(1);
@@ -107,7 +128,7 @@ impl Notes {
 
     /// The RM said the branch can never complete; `report` is its message.
     pub(crate) fn branch_unretryable(&self, tid: i64, branch_id: i64, now: i64, report: String) {
-        let mut n = self.map.entry(tid).or_default();
+        let mut n = self.note(tid);
         let b = n.branches.entry(branch_id).or_default();
         b.failed_attempts = b.failed_attempts.saturating_add(1);
         b.unretryable = true;
@@ -122,19 +143,19 @@ impl Notes {
 
     /// Something worth showing happened to the transaction.
     pub(crate) fn event(&self, tid: i64, branch_id: Option<i64>, now: i64, what: String) {
-        self.map.entry(tid).or_default().push(now, branch_id, what);
+        self.note(tid).push(now, branch_id, what);
     }
 
     /// An operator gave up `branch_id`: the transaction ends as failed.
     pub(crate) fn gave_up(&self, tid: i64, branch_id: i64) {
-        let mut n = self.map.entry(tid).or_default();
+        let mut n = self.note(tid);
         n.gave_up = true;
         n.branches.remove(&branch_id);
     }
 
     /// Whether an operator gave up a branch of the transaction.
     pub(crate) fn has_given_up(&self, tid: i64) -> bool {
-        !self.map.is_empty() && self.map.get(&tid).is_some_and(|n| n.gave_up)
+        !self.is_empty() && self.map.get(&tid).is_some_and(|n| n.gave_up)
     }
 
     /// Clears the "unretryable" marks (an operator retries after fixing the data).
@@ -148,7 +169,7 @@ impl Notes {
 
     /// A copy of the transaction's notes (empty when nothing went wrong).
     pub(crate) fn of(&self, tid: i64) -> TxNotes {
-        if self.map.is_empty() {
+        if self.is_empty() {
             return TxNotes::default();
         }
         self.map
@@ -163,8 +184,8 @@ impl Notes {
 
     /// The transaction ended: forget its notes.
     pub(crate) fn forget(&self, tid: i64) {
-        if !self.map.is_empty() {
-            self.map.remove(&tid);
+        if !self.is_empty() && self.map.remove(&tid).is_some() {
+            self.len.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
