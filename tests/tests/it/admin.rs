@@ -579,3 +579,53 @@ async fn db_store_keeps_audit_records_in_its_table() {
     assert_eq!(audit["total"], 2, "{audit}");
     assert_eq!(audit["items"][1]["reason"], "fixed");
 }
+
+#[tokio::test]
+async fn a_dirty_rollback_still_waits_for_the_operator_after_a_restart() {
+    let (mut tc, _conf) = tc_with_token();
+    let tm = clients::tm(tc.addr()).await;
+    let dirty = TcClient::connect(
+        TcClientConfig::new(
+            vec![tc.addr().to_owned()],
+            Registration::Rm {
+                application_id: "it-dirty-rm".into(),
+                transaction_service_group: "it_tx_group".into(),
+                resource_ids: vec!["jdbc:dirty-db".into()],
+            },
+        ),
+        Arc::new(DirtyRm {
+            report: "{\"table\":\"t\",\"pk\":\"5\"}".into(),
+        }),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("RM connects");
+    let xid = clients::begin(&tm, 60_000).await;
+    let reg: BranchRegisterResponse = dirty
+        .request(BranchRegisterRequest {
+            xid: xid.clone(),
+            branch_type: BranchType::At,
+            resource_id: "jdbc:dirty-db".into(),
+            lock_key: "t:5".into(),
+            application_data: String::new(),
+        })
+        .await
+        .expect("register");
+    assert!(reg.result.is_success(), "{:?}", reg.result);
+    clients::rollback(&tm, &xid).await;
+    tc.restart();
+    assert_eq!(
+        clients::status(&tm, &xid).await,
+        GlobalStatus::RollbackFailed
+    );
+    let show = get(&tc, &format!("/transactions/{xid}")).await;
+    let branch = &show["transaction"]["branches"][0];
+    assert_eq!(branch["unretryable"], true, "{show}");
+    assert_eq!(branch["status"], "PhaseTwo_RollbackFailed_Unretryable");
+    assert_eq!(show["audit"][0]["reason"], "{\"table\":\"t\",\"pk\":\"5\"}");
+    let locks = get(&tc, &format!("/locks?xid={xid}")).await;
+    assert_eq!(
+        locks["total"], 1,
+        "the row stays locked after the restart: {locks}"
+    );
+}
