@@ -128,7 +128,7 @@ async fn one_transaction(
         }
     };
     // Commit every other transaction whose branch is in; roll back the rest.
-    let asked = if branch.is_some() && i % 2 == 0 {
+    let asked = if branch.is_some() && i.is_multiple_of(2) {
         Phase::Commit
     } else {
         Phase::Rollback
