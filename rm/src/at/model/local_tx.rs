@@ -54,3 +54,50 @@ impl LocalTx {
             .rposition(|(n, _, _)| n.eq_ignore_ascii_case(name))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::at::model::image::TableRecords;
+    use crate::at::model::undo_log::SqlType;
+
+    fn item(table: &str) -> SqlUndoLog {
+        SqlUndoLog {
+            sql_type: SqlType::Update,
+            table_name: table.into(),
+            before_image: TableRecords::default(),
+            after_image: TableRecords::default(),
+        }
+    }
+
+    fn run(tx: &mut LocalTx, table: &str) {
+        tx.undo.push(item(table));
+        tx.keys.add(format!("{table}:1"));
+    }
+
+    #[test]
+    fn rollback_to_a_savepoint_drops_later_items_and_keys() {
+        let mut tx = LocalTx::default();
+        run(&mut tx, "a");
+        tx.savepoint("s1");
+        run(&mut tx, "b");
+        tx.savepoint("S2");
+        run(&mut tx, "c");
+        tx.rollback_to("s2");
+        assert_eq!(tx.undo.len(), 2);
+        assert_eq!(tx.keys.joined(), "a:1;b:1");
+        // The savepoint stays: a second rollback to it works the same.
+        run(&mut tx, "d");
+        tx.rollback_to("s2");
+        assert_eq!(tx.keys.joined(), "a:1;b:1");
+        tx.rollback_to("s1");
+        assert_eq!(tx.keys.joined(), "a:1");
+        // s2 went with the rollback to s1; an unknown name changes nothing.
+        run(&mut tx, "e");
+        tx.rollback_to("s2");
+        assert_eq!(tx.undo.len(), 2);
+        tx.release("s1");
+        tx.rollback_to("s1");
+        assert_eq!(tx.undo.len(), 2, "released savepoints are gone");
+    }
+}
