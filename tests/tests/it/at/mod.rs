@@ -6,6 +6,7 @@
 //! - [`isolation`]: dirty write before rollback, two global transactions on one row, SELECT
 //!   FOR UPDATE against a held lock, pass-through outside a global transaction.
 //! - [`invariant`]: concurrent transfers across two databases with deliberate rollbacks.
+//! - [`new_kinds`]: an upsert, a multi-table UPDATE and a savepoint rollback through the TC.
 //!
 //! This file holds the fixture ([`Env`]: a TC, a TM client, an RM client with its AT resource
 //! manager) and the checks every test repeats: table contents, an empty `undo_log` once phase
@@ -13,6 +14,7 @@
 
 mod invariant;
 mod isolation;
+mod new_kinds;
 mod statements;
 
 use std::future::Future;
