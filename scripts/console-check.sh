@@ -2,10 +2,11 @@
 # Checks the console page in a real browser (Debian's headless Chromium, installed if missing):
 # starts a TC, puts transactions in several states into it (console-demo: Seata transactions in
 # phase one, rolling back, timed out and RollbackFailed after a dirty rollback; DTM sagas),
-# loads /console, checks the page lists them, does an action (give up the dirty branch through
-# the admin API the page's button calls) and checks the page shows its outcome, and saves
-# screenshots as target/console.png (list and a transaction's detail) and
-# target/console-after.png.
+# loads /console, checks the page lists them, does an action in the page (clicks "Give up" on
+# the dirty branch, with the token and a reason: scripts/console_action.py over DevTools),
+# checks the page and the audit show its outcome, and saves screenshots as
+# target/console.png (list and a transaction's detail), target/console-action.png (the
+# page's notice of the action) and target/console-after.png.
 #
 # Usage: scripts/console-check.sh   (from anywhere; builds what it needs)
 set -euo pipefail
@@ -93,18 +94,27 @@ done
 mkdir -p "$target"
 shot "$page#xid=$dirty" "$target/console.png"
 
-# The action: give up the dirty branch with the token, as the page's Give up button does.
-branch=$(curl -sf "http://$http/admin/v1/transactions/$dirty" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["transaction"]["branches"][0]["branch_id"])')
-code=$(curl -s -o "$work/act.json" -w '%{http_code}' -X POST \
-  -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-  -d '{"reason":"balance restored by hand","actor":"console-check"}' \
-  "http://$http/admin/v1/transactions/$dirty/branches/$branch/give-up")
-[[ "$code" == 200 ]] || fail "give-up answered $code: $(cat "$work/act.json")"
+# The action, through the page: a DevTools-driven Chromium clicks "Give up" on the dirty
+# branch, enters the token and a reason, confirms, and reads the page's notice.
+"$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --remote-debugging-port=0 \
+  --user-data-dir="$work/profile" about:blank 2>"$work/chromium.err" &
+chromium_pid=$!
+port=""
+for _ in $(seq 100); do
+  port=$(sed -n 's#^DevTools listening on ws://127.0.0.1:\([0-9]*\)/.*#\1#p' "$work/chromium.err")
+  [[ -n "$port" ]] && break
+  sleep 0.1
+done
+[[ -n "$port" ]] || fail "chromium did not open its DevTools port"
+python3 scripts/console_action.py "$port" "$page#xid=$dirty" "$token" "$target/console-action.png" \
+  >"$work/action.out" 2>&1 || { kill "$chromium_pid"; fail "$(cat "$work/action.out")"; }
+kill "$chromium_pid" 2>/dev/null || true
+wait "$chromium_pid" 2>/dev/null || true
+echo "console-check: $(cat "$work/action.out")"
 dom "$page" >"$work/after.html"
 grep -q -- "$dirty" "$work/after.html" && fail "the list still shows $dirty after the give-up"
 shot "$page" "$target/console-after.png"
-curl -sf "http://$http/admin/v1/audit" | grep -q 'balance restored by hand' ||
+curl -sf "http://$http/admin/v1/audit" | grep -q 'restored by hand (console-check)' ||
   fail "the audit has no record of the give-up"
 
-echo "console-check: ok (screenshots in target/console.png and target/console-after.png)"
+echo "console-check: ok (screenshots target/console.png, console-action.png, console-after.png)"

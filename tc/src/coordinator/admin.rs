@@ -26,7 +26,8 @@ use crate::store::AuditRecord;
 /// One branch as the admin API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BranchView {
-    /// Branch id.
+    /// Branch id (a JSON string).
+    #[serde(with = "crate::store::id_json")]
     pub branch_id: i64,
     /// AT, TCC, SAGA or XA.
     pub branch_type: String,
@@ -48,7 +49,8 @@ pub struct BranchView {
 pub struct SessionView {
     /// XID.
     pub xid: String,
-    /// Transaction id.
+    /// Transaction id (a JSON string).
+    #[serde(with = "crate::store::id_json")]
     pub transaction_id: i64,
     /// Seata's global status name.
     pub status: String,
@@ -85,7 +87,8 @@ pub struct LockView {
     pub pk: String,
     /// Holder's XID.
     pub xid: String,
-    /// Holder branch.
+    /// Holder branch (a JSON string).
+    #[serde(with = "crate::store::id_json")]
     pub branch_id: i64,
 }
 

@@ -25,7 +25,10 @@ pub struct HistoryEntry {
     /// When, ms since the Unix epoch.
     pub at_ms: i64,
     /// The branch it concerns, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::store::id_json::option::serialize"
+    )]
     pub branch_id: Option<i64>,
     /// What happened, one line.
     pub what: String,

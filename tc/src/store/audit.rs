@@ -17,7 +17,8 @@ pub struct AuditRecord {
     pub action: String,
     /// The global transaction (XID or DTM gid).
     pub xid: String,
-    /// The branch concerned, if one.
+    /// The branch concerned, if one (a string in JSON: see [`id_json`]).
+    #[serde(with = "id_json::option")]
     pub branch_id: Option<i64>,
     /// The operator's reason, or the RM's report.
     pub reason: String,
@@ -34,5 +35,50 @@ pub(crate) fn select(all: &[AuditRecord], xid: Option<&str>, limit: usize) -> Ve
             .skip(all.len().saturating_sub(limit))
             .cloned()
             .collect(),
+    }
+}
+
+/// Transaction and branch ids as JSON strings: they pass 2^53, so a JavaScript client (the
+/// console) would round them as numbers and then name a branch that does not exist.
+pub mod id_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `i64` ↔ `"123"`.
+    pub fn serialize<S: Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(id)
+    }
+
+    /// `"123"` (or a number) → `i64`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Id {
+            Text(String),
+            Number(i64),
+        }
+        match Id::deserialize(d)? {
+            Id::Number(n) => Ok(n),
+            Id::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+
+    /// The same for `Option<i64>` (`null` when absent).
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// `Some(i64)` ↔ `"123"`, `None` ↔ `null`.
+        pub fn serialize<S: Serializer>(id: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+            match id {
+                Some(id) => s.collect_str(id),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// `"123"`, a number or `null`.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped(#[serde(with = "super")] i64);
+            Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(n)| n))
+        }
     }
 }

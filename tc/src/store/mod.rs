@@ -33,7 +33,7 @@ mod memory;
 pub mod mysql;
 mod open;
 
-pub use audit::AuditRecord;
+pub use audit::{id_json, AuditRecord};
 pub use dtm::DtmStore;
 pub use dtm_table::DtmTable;
 pub use memory::MemoryStore;

@@ -107,7 +107,7 @@ async fn list_show_locks_and_clients_match_the_protocol() {
 
     let show = get(&tc, &format!("/transactions/{open}")).await;
     let branch = &show["transaction"]["branches"][0];
-    assert_eq!(branch["branch_id"], reg.branch_id);
+    assert_eq!(branch["branch_id"], reg.branch_id.to_string());
     assert_eq!(branch["resource_id"], "jdbc:admin-db");
     assert_eq!(branch["branch_type"], "AT");
     assert!(
