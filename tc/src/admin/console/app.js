@@ -179,7 +179,14 @@ async function showDetail(id) {
   try {
     d = await api("/transactions/" + encodeURIComponent(id));
   } catch (e) {
+    if (e.status === 404) {
+      // Finished (or deleted) since it was listed: close the panel; the list no longer has it.
+      state.selected = null;
+      $("#detail").classList.add("hidden");
+      return;
+    }
     $("#detail").replaceChildren(el("p", { class: "muted", text: e.message }));
+    $("#detail").classList.remove("hidden");
     return;
   }
   const s = d.summary;
