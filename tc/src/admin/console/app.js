@@ -159,7 +159,7 @@ function timelineItems(d) {
     if (d.transaction.finish_time_ms) items.push({ at: d.transaction.finish_time_ms, cls: statusClass(s.status), text: `finished ${s.status}` });
   }
   for (const h of d.history || []) {
-    items.push({ at: h.at_ms, cls: /operator/.test(h.what) ? "op" : "bad", text: (h.branch_id ? `branch ${h.branch_id}: ` : "") + h.what });
+    items.push({ at: h.at_ms, cls: /^operator /.test(h.what) ? "op" : "bad", text: (h.branch_id ? `branch ${h.branch_id}: ` : "") + h.what });
   }
   for (const a of d.audit || []) {
     items.push({ at: a.at_ms, cls: a.actor === "rm" ? "bad" : "op", text: `audit: ${a.actor} ${a.action}${a.branch_id ? " branch " + a.branch_id : ""}${a.reason && a.actor !== "rm" ? " — " + a.reason : ""}` });
