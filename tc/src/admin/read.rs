@@ -194,7 +194,8 @@ pub async fn show(
         what: "transaction",
         detail: format!(
             "{tx} is neither a Seata session held by this TC nor a stored DTM transaction \
-             (finished Seata transactions are not kept); `admin list` shows what is"
+             (finished Seata transactions are not kept); `admin list` shows what is, \
+             `admin audit --xid {tx}` what operators did"
         ),
     }))
 }

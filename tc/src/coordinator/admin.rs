@@ -320,7 +320,7 @@ impl Coordinator {
             what: "transaction",
             detail: format!(
                 "{xid} is not held by this TC (finished, deleted, or never begun here); \
-                 `admin list` shows what is"
+                 `admin list` shows what is, `admin audit --xid {xid}` what operators did"
             ),
         }
     }
