@@ -113,19 +113,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         args.rm_kills,
         args.rollback_percent
     );
-    let tmp;
+    // A temporary run directory is deleted at the end, unless `--keep` or a breach.
+    let mut tmp: Option<tempfile::TempDir> = None;
     let dir: PathBuf = match &args.dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
             d.clone()
         }
         None => {
-            tmp = tempfile::Builder::new().prefix("seata-chaos").tempdir()?;
-            if args.keep {
-                tmp.keep()
-            } else {
-                tmp.path().to_owned()
-            }
+            let t = tempfile::Builder::new().prefix("seata-chaos").tempdir()?;
+            let path = t.path().to_owned();
+            tmp = Some(t);
+            path
         }
     };
     let server = server_opts(&args.mysql)?;
@@ -375,15 +374,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             report.breaches.len() - 50
         );
     }
-    if !args.keep {
+    if args.keep || !report.breaches.is_empty() {
+        // Kept for inspection: the journal, the TC and worker logs, the data.
+        if let Some(t) = tmp.take() {
+            let _ = t.keep();
+        }
+        println!("chaos: kept databases {db_a}, {db_b} and {}", dir.display());
+    } else {
         for db in [&db_a, &db_b] {
             bank::drop_db(&server, db).await?;
         }
         if tcs.store == Store::Db {
             bank::drop_db(&server, &tcs.tc_db).await?;
         }
-    } else {
-        println!("chaos: kept databases {db_a}, {db_b} and {}", dir.display());
     }
     Ok(Summary {
         report,
