@@ -240,3 +240,17 @@ fn unparsable_dml_is_an_error_but_other_text_passes() {
 fn unescapes_mysql_literals() {
     assert_eq!(unescape(r"a\nb\\c''d\%", '\''), "a\nb\\c'd\\%");
 }
+
+#[test]
+fn statement_lists_keep_each_statements_literals_raw() {
+    let sql =
+        r"INSERT INTO t VALUES (1, 'it''s', 'x\'y', 'a\\b'); UPDATE t SET v = 'q''' WHERE id = 2";
+    let Recognized::Many(parts) = rec(sql, vec![]) else {
+        panic!("not many")
+    };
+    assert_eq!(
+        parts[0].0,
+        r"INSERT INTO t VALUES (1, 'it''s', 'x\'y', 'a\\b')"
+    );
+    assert_eq!(parts[1].0, r"UPDATE t SET v = 'q''' WHERE id = 2");
+}
