@@ -43,31 +43,17 @@ fn field<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key}= in the final line"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn money_is_conserved_while_the_tc_and_a_worker_are_killed() {
+/// Runs `seata-chaos` with `flags` (besides the TC, MySQL and database prefix) and checks its
+/// final line: every invariant held, nothing is left, the kills were made.
+async fn chaos_run(flags: &[&str], tc_kills: &str, rm_kills: &str) {
     let prefix = format!("chaos_it_{}", fastrand::u32(..));
     let mut cmd = Command::new(chaos_binary());
     cmd.arg("--tc-bin")
         .arg(tc_binary())
         .args(["--mysql", &server_url()])
         .args(["--db-prefix", &prefix])
-        .args(["--duration", "25", "--workers", "2", "--concurrency", "3"])
-        .args([
-            "--tc-kills",
-            "2",
-            "--rm-kills",
-            "1",
-            "--rollback-percent",
-            "30",
-        ])
-        .args([
-            "--accounts",
-            "200",
-            "--settle-timeout",
-            "90",
-            "--seed",
-            "17",
-        ]);
+        .args(flags)
+        .args(["--tc-kills", tc_kills, "--rm-kills", rm_kills]);
     let ended = tokio::task::spawn_blocking(move || run_to_end(cmd, Duration::from_secs(240)))
         .await
         .expect("runner thread");
@@ -78,8 +64,8 @@ async fn money_is_conserved_while_the_tc_and_a_worker_are_killed() {
     assert_eq!(field(&f, "undo_left"), "0", "{report}");
     assert_eq!(field(&f, "sessions_left"), "0", "{report}");
     assert_eq!(field(&f, "locks_left"), "0", "{report}");
-    assert_eq!(field(&f, "tc_kills"), "2", "{report}");
-    assert_eq!(field(&f, "rm_kills"), "1", "{report}");
+    assert_eq!(field(&f, "tc_kills"), tc_kills, "{report}");
+    assert_eq!(field(&f, "rm_kills"), rm_kills, "{report}");
     let n = |k: &str| field(&f, k).parse::<u64>().expect("a count");
     assert!(n("committed") > 0 && n("rolled_back") > 0, "{report}");
     assert_eq!(
@@ -87,6 +73,24 @@ async fn money_is_conserved_while_the_tc_and_a_worker_are_killed() {
         n("committed") + n("rolled_back"),
         "every transfer ends committed or rolled back\n{report}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn money_is_conserved_while_the_tc_and_a_worker_are_killed() {
+    let flags = "--duration 25 --workers 2 --concurrency 3 --rollback-percent 30 \
+                 --accounts 200 --settle-timeout 90 --seed 17";
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    chaos_run(&flags, "2", "1").await;
+}
+
+/// Two TCs on the db store; one is killed for good, and the survivor takes its transactions
+/// over after the lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn money_is_conserved_when_one_of_two_db_store_tcs_dies() {
+    let flags = "--store db --no-restart --duration 15 --workers 2 --concurrency 2 \
+                 --rollback-percent 30 --accounts 200 --settle-timeout 90 --seed 5";
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    chaos_run(&flags, "1", "0").await;
 }
 
 // ---- logs under faults -----------------------------------------------------------------------
