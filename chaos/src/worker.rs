@@ -208,13 +208,19 @@ async fn transfer(ctx: &Ctx, rng: &mut fastrand::Rng) {
     };
     emit(&format!("R {} {outcome} {}", t.id, one_line(&reason)));
     if outcome == Outcome::Unknown {
-        let deadline = Instant::now() + SETTLE_AFTER_STOP;
+        // Until settled; once the load is stopping, for SETTLE_AFTER_STOP more at most (the
+        // orchestrator settles what is left).
+        let mut stop_deadline = None;
         let settled = loop {
             let s = settle(&ctx.tm, &t.xid, Some(commit), Instant::now() + TX_TIMEOUT).await;
-            if s != Outcome::Unknown
-                || (ctx.stop.load(Ordering::SeqCst) && Instant::now() > deadline)
-            {
+            if s != Outcome::Unknown {
                 break s;
+            }
+            if ctx.stop.load(Ordering::SeqCst) {
+                let d = *stop_deadline.get_or_insert_with(|| Instant::now() + SETTLE_AFTER_STOP);
+                if Instant::now() > d {
+                    break s;
+                }
             }
         };
         if settled != Outcome::Unknown {
