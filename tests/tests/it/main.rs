@@ -2,6 +2,7 @@
 //! in one test binary to save link time.
 
 mod admin;
+mod admin_dirty_e2e;
 mod at;
 mod chaos;
 mod crash_points;
