@@ -88,6 +88,13 @@ impl RequestHandler for ConnectionHandler {
                 _ => {}
             }
             let Some(reg) = self.registry.get(conn.id()) else {
+                if conn.is_closed() {
+                    // Its registration went with the close (e.g. the write timeout of a peer
+                    // that reads nothing): a request from before the close, not a violation.
+                    debug!(peer = %conn.peer_addr(), message = msg.name(),
+                        "request of a closed connection dropped");
+                    return None;
+                }
                 warn!(peer = %conn.peer_addr(), message = msg.name(),
                     "request before registration; closing (clients must send RegisterTM/RegisterRM first)");
                 conn.close();

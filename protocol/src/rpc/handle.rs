@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::info;
 
 use super::error::RpcError;
 use super::pending::{next_request_id, Pending};
@@ -226,7 +227,14 @@ impl RpcHandle {
             Ok(Err(CodecError::Protocol(p))) => Err(DirectError::Encode(RpcError::Encode(
                 CodecError::Protocol(p),
             ))),
-            Ok(Err(_)) | Err(_) => {
+            Ok(Err(e)) => {
+                info!(peer = %self.shared.peer, error = %e, "write failed; closing connection");
+                self.close();
+                Err(DirectError::Io)
+            }
+            Err(_) => {
+                info!(peer = %self.shared.peer, timeout_ms = u64::try_from(self.shared.write_timeout.as_millis()).unwrap_or(u64::MAX),
+                    "closing connection: the peer took no bytes within the write timeout");
                 self.close();
                 Err(DirectError::Io)
             }
