@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Runs AT-mode transfers between two MySQL databases under load while killing `seata-tc`
+/// Runs AT-mode (or, with `--modes`, mixed AT/TCC/XA) transfers between two MySQL databases under load while killing `seata-tc`
 /// and worker processes at seeded random moments, then checks that money is conserved and
 /// nothing is left behind.
 #[derive(Debug, Parser)]
@@ -80,6 +80,11 @@ pub struct RunArgs {
     /// Accounts per bank.
     #[arg(long, default_value_t = 1000)]
     pub accounts: i64,
+    /// Transaction modes, a comma list of `at`, `tcc`, `xa`: each transfer picks one (seeded)
+    /// and runs both legs in it, on the mode's own accounts. Saga is not supported (a
+    /// DTM-style mode, out of scope).
+    #[arg(long, default_value = "at")]
+    pub modes: String,
     /// Opening balance of every account.
     #[arg(long, default_value_t = 10_000)]
     pub opening: i64,
@@ -127,4 +132,7 @@ pub struct WorkerArgs {
     /// Seed of the transfers' random choices.
     #[arg(long)]
     pub seed: u64,
+    /// Transaction modes the transfers pick from (comma list of at, tcc, xa).
+    #[arg(long, default_value = "at")]
+    pub modes: String,
 }

@@ -1,6 +1,7 @@
 //! The two banks of the run, each a MySQL database with `account` (balances), `ledger` (one
 //! row per leg of a transfer, written in the same local transaction as the balance change, so
-//! the checker can tell which transfers are applied on which side) and Seata's `undo_log`.
+//! the checker can tell which transfers are applied on which side), Seata's `undo_log` and the
+//! TCC fence's `tcc_fence_log`.
 
 use std::collections::HashMap;
 
@@ -8,10 +9,13 @@ use anyhow::Context;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, PoolConstraints, PoolOpts};
 use seata_rm::at::undo::UNDO_LOG_DDL;
+use seata_rm::tcc::TCC_FENCE_LOG_DDL;
 
-/// Balances.
-pub const ACCOUNT_DDL: &str =
-    "CREATE TABLE account (id INT PRIMARY KEY, balance BIGINT NOT NULL) ENGINE=InnoDB";
+/// Balances; `frozen` and `incoming` hold what a TCC try reserved (zero once phase two is
+/// over, see `modes.rs`).
+pub const ACCOUNT_DDL: &str = "CREATE TABLE account (id INT PRIMARY KEY, \
+     balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0, \
+     incoming BIGINT NOT NULL DEFAULT 0) ENGINE=InnoDB";
 /// One row per applied leg; the primary key is the transfer id.
 pub const LEDGER_DDL: &str = "CREATE TABLE ledger (transfer_id BIGINT PRIMARY KEY, \
      account INT NOT NULL, delta BIGINT NOT NULL) ENGINE=InnoDB";
@@ -45,7 +49,7 @@ pub async fn create(server: &Opts, db: &str, accounts: i64, opening: i64) -> any
         .await?;
     c.query_drop(format!("CREATE DATABASE `{db}`")).await?;
     c.query_drop(format!("USE `{db}`")).await?;
-    for ddl in [UNDO_LOG_DDL, ACCOUNT_DDL, LEDGER_DDL] {
+    for ddl in [UNDO_LOG_DDL, ACCOUNT_DDL, LEDGER_DDL, TCC_FENCE_LOG_DDL] {
         c.query_drop(ddl)
             .await
             .with_context(|| format!("creating the tables of {db}"))?;
@@ -58,7 +62,7 @@ pub async fn create(server: &Opts, db: &str, accounts: i64, opening: i64) -> any
             .map(|i| format!("({i}, {opening})"))
             .collect::<Vec<_>>()
             .join(",");
-        c.query_drop(format!("INSERT INTO account VALUES {rows}"))
+        c.query_drop(format!("INSERT INTO account (id, balance) VALUES {rows}"))
             .await?;
     }
     c.disconnect().await?;

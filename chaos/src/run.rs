@@ -17,6 +17,7 @@ use crate::bank::{self, server_opts};
 use crate::check::{check, Report};
 use crate::faults::{plan, Fault};
 use crate::journal::{Journal, Outcome};
+use crate::modes::{self, Mode};
 use crate::procs::{TcProc, WorkerProc, WorkerSpec};
 use crate::tc_state::{self, Held};
 use crate::worker::{settle, APPLICATION_ID};
@@ -101,17 +102,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     anyhow::ensure!(args.accounts > 0, "--accounts must be at least 1");
+    let modes = modes::parse_modes(&args.modes)?;
+    anyhow::ensure!(
+        args.accounts >= modes.len() as i64,
+        "--accounts must be at least the number of --modes (each mode has its own accounts)"
+    );
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     println!(
         "chaos: seed={seed} store={:?} workers={} concurrency={} duration_s={} tc_kills={} \
-         rm_kills={} rollback_percent={}",
+         rm_kills={} rollback_percent={} modes={}",
         args.store,
         args.workers,
         args.concurrency,
         args.duration,
         args.tc_kills,
         args.rm_kills,
-        args.rollback_percent
+        args.rollback_percent,
+        modes::modes_arg(&modes)
     );
     // A temporary run directory is deleted at the end, unless `--keep` or a breach.
     let mut tmp: Option<tempfile::TempDir> = None;
@@ -168,6 +175,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             args.rollback_percent.to_string(),
             "--accounts".into(),
             args.accounts.to_string(),
+            "--modes".into(),
+            modes::modes_arg(&modes),
         ],
         dir: dir.clone(),
         seed,
@@ -349,12 +358,43 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
 
     let a = bank::snapshot(&server, &db_a).await?;
     let b = bank::snapshot(&server, &db_b).await?;
-    let report = {
+    let mut report = {
         let j = journal
             .lock()
             .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
         check(&j, &a, &b, opening_total, args.opening, held)
     };
+    // What TCC and XA must not leave: a fence row still `tried`, money still frozen or
+    // incoming, a prepared XA branch of this run's TCs.
+    if modes.iter().any(|m| *m != Mode::At) {
+        let mut tried = 0;
+        for db in [&db_a, &db_b] {
+            let l = modes::leftovers(&server, db).await?;
+            tried += l.fence_tried;
+            if l.fence_tried > 0 {
+                report.breaches.push(format!(
+                    "{db}: {} tcc_fence_log rows still tried (phase two never ran)",
+                    l.fence_tried
+                ));
+            }
+            if l.reserved != 0 {
+                report.breaches.push(format!(
+                    "{db}: {} still frozen or incoming (TCC reservations not finished)",
+                    l.reserved
+                ));
+            }
+        }
+        let prepared = modes::xa_prepared(&server, &tcs.addrs()).await?;
+        for key in prepared.iter().take(20) {
+            report
+                .breaches
+                .push(format!("XA branch {key} still prepared (XA RECOVER)"));
+        }
+        println!(
+            "chaos: TCC fence rows still tried: {tried}; XA branches still prepared: {}",
+            prepared.len()
+        );
+    }
     println!(
         "chaos: undo_log rows of acknowledged commits left by killed workers (final data, \
          removed by the age-based cleanup): {}",

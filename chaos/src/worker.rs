@@ -1,7 +1,8 @@
 //! A worker process (`seata-chaos worker`, started by the orchestrator): RM of both banks and
 //! TM of its own transfers. Each of its lanes runs transfers one after another until told to
 //! stop: begin, print the intent, debit bank A and credit bank B (each leg an AT branch that
-//! also writes a `ledger` row), then commit, or roll back on purpose (`--rollback-percent`) or
+//! also writes a `ledger` row, or with `--modes` a TCC action or an XA branch, see
+//! `modes.rs`), then commit, or roll back on purpose (`--rollback-percent`) or
 //! because a leg failed, and print what the TM learnt.
 //!
 //! Nothing here gives up on the first error: a TC that died makes requests wait for the
@@ -22,6 +23,8 @@ use anyhow::Context;
 use seata_protocol::GlobalStatus;
 use seata_rm::at::{AtConfig, AtResourceManager, DataSourceProxy};
 use seata_rm::client::{RmClient, RmClientConfig};
+use seata_rm::tcc::{TccActionRef, TccFence};
+use seata_rm::xa::XaDataSource;
 use seata_tm::context::with_xid;
 use seata_tm::{TmClient, TmConfig, TmError};
 use tokio::io::AsyncBufReadExt;
@@ -30,6 +33,7 @@ use tokio::time::{sleep, Instant};
 use crate::args::WorkerArgs;
 use crate::bank::{db_opts, server_opts, MOVE, RECORD};
 use crate::journal::{intent_line, Outcome, Transfer, Want};
+use crate::modes::{parse_modes, pick, Credit, Debit, Mode};
 
 /// How long a transfer's global transaction may stay open before the TC rolls it back. Short,
 /// so a killed worker's open transactions end soon; long enough for a TC restart.
@@ -57,6 +61,12 @@ struct Ctx {
     bank_a: DataSourceProxy,
     bank_b: DataSourceProxy,
     args: WorkerArgs,
+    modes: Vec<Mode>,
+    /// With `tcc` in `--modes`: bank A's debit and bank B's credit action.
+    tcc: Option<(TccActionRef, TccActionRef)>,
+    /// With `xa` in `--modes`: the banks' XA data sources (kept alive: the RM client holds
+    /// them weakly, and phase two needs them).
+    xa: Option<(XaDataSource, XaDataSource)>,
     next_seq: AtomicI64,
     stop: AtomicBool,
     /// Kept alive: the RM client holds the AT manager weakly, and phase two needs it.
@@ -72,8 +82,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let opts_a = db_opts(&server, &args.db_a, pool)?;
     let opts_b = db_opts(&server, &args.db_b, pool)?;
     // The TC may be restarting when a worker (re)starts: keep trying.
-    let (rm, at, bank_a, bank_b) = loop {
-        match connect_rm(&addrs, opts_a.clone(), opts_b.clone()).await {
+    let modes = parse_modes(&args.modes)?;
+    let (rm, at, bank_a, bank_b, tcc, xa) = loop {
+        match connect_rm(&addrs, &modes, &args, opts_a.clone(), opts_b.clone()).await {
             Ok(parts) => break parts,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "RM not ready; retrying");
@@ -88,6 +99,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         tm,
         bank_a,
         bank_b,
+        modes,
+        tcc,
+        xa,
         next_seq: AtomicI64::new(0),
         stop: AtomicBool::new(false),
         _at: at,
@@ -129,21 +143,100 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect_rm(
-    addrs: &[String],
-    opts_a: mysql_async::Opts,
-    opts_b: mysql_async::Opts,
-) -> anyhow::Result<(
+type RmParts = (
     Arc<RmClient>,
     Arc<AtResourceManager>,
     DataSourceProxy,
     DataSourceProxy,
-)> {
+    Option<(TccActionRef, TccActionRef)>,
+    Option<(XaDataSource, XaDataSource)>,
+);
+
+/// The RM with every resource of the run's modes (AT always: a worker killed before
+/// `--modes` changed nothing, and an idle AT resource costs nothing). Every worker serves every
+/// resource, so a dead worker's phase two goes to any survivor or to its replacement.
+async fn connect_rm(
+    addrs: &[String],
+    modes: &[Mode],
+    args: &WorkerArgs,
+    opts_a: mysql_async::Opts,
+    opts_b: mysql_async::Opts,
+) -> anyhow::Result<RmParts> {
     let rm = RmClient::connect(RmClientConfig::new(APPLICATION_ID, addrs.to_vec())).await?;
     let at = rm.at(AtConfig::default())?;
-    let a = rm.at_data_source(&at, opts_a).await?;
-    let b = rm.at_data_source(&at, opts_b).await?;
-    Ok((rm, at, a, b))
+    let a = rm.at_data_source(&at, opts_a.clone()).await?;
+    let b = rm.at_data_source(&at, opts_b.clone()).await?;
+    let tcc = if modes.contains(&Mode::Tcc) {
+        let fence_a = TccFence::new(mysql_async::Pool::new(opts_a.clone()));
+        let fence_b = TccFence::new(mysql_async::Pool::new(opts_b.clone()));
+        let debit = rm
+            .tcc_fenced(&format!("{}.debit", args.db_a), Debit, fence_a)
+            .await?;
+        let credit = rm
+            .tcc_fenced(&format!("{}.credit", args.db_b), Credit, fence_b)
+            .await?;
+        Some((debit, credit))
+    } else {
+        None
+    };
+    let xa = if modes.contains(&Mode::Xa) {
+        // Also rolls back prepared branches of a dead worker the TC no longer knows.
+        Some((
+            rm.xa_data_source(opts_a).await?,
+            rm.xa_data_source(opts_b).await?,
+        ))
+    } else {
+        None
+    };
+    Ok((rm, at, a, b, tcc, xa))
+}
+
+/// One leg as an XA branch: the balance change and its ledger row between `XA START` and
+/// `XA PREPARE`.
+async fn xa_leg(ds: &XaDataSource, id: i64, account: i64, delta: i64) -> anyhow::Result<()> {
+    let mut c = ds.begin().await?;
+    let r = async {
+        c.exec_drop(MOVE, (delta, account)).await?;
+        c.exec_drop(RECORD, (id, account, delta)).await
+    }
+    .await;
+    match r {
+        Ok(()) => Ok(c.commit().await?),
+        Err(e) => {
+            let _ = c.rollback().await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Both legs of transfer `id` in `mode`, inside its global transaction.
+async fn legs(
+    ctx: &Ctx,
+    mode: Mode,
+    id: i64,
+    account_a: i64,
+    account_b: i64,
+    amount: i64,
+) -> anyhow::Result<()> {
+    match mode {
+        Mode::At => {
+            leg(&ctx.bank_a, id, account_a, -amount).await?;
+            leg(&ctx.bank_b, id, account_b, amount).await
+        }
+        Mode::Tcc => {
+            let (debit, credit) = ctx.tcc.as_ref().context("TCC resources missing")?;
+            let p =
+                |account| serde_json::json!({"transfer": id, "account": account, "amount": amount});
+            debit.call(p(account_a)).await?;
+            credit.call(p(account_b)).await?;
+            Ok(())
+        }
+        Mode::Xa => {
+            let (xa_a, xa_b) = ctx.xa.as_ref().context("XA resources missing")?;
+            xa_leg(xa_a, id, account_a, -amount).await?;
+            xa_leg(xa_b, id, account_b, amount).await
+        }
+    }
 }
 
 /// One leg: the balance change and its ledger row, one local transaction and AT branch.
@@ -169,11 +262,8 @@ async fn transfer(ctx: &Ctx, rng: &mut fastrand::Rng) {
     } else {
         Want::Commit
     };
-    let (account_a, account_b, amount) = (
-        rng.i64(0..a.accounts),
-        rng.i64(0..a.accounts),
-        rng.i64(1..=100),
-    );
+    let (mode, account_a, account_b) = pick(rng, &ctx.modes, a.accounts);
+    let amount = rng.i64(1..=100);
     let tx = match ctx.tm.begin("chaos-transfer", TX_TIMEOUT).await {
         Ok(tx) => tx,
         Err(_) => {
@@ -194,10 +284,10 @@ async fn transfer(ctx: &Ctx, rng: &mut fastrand::Rng) {
     };
     // Before the first leg, so a transfer that may have touched data is always journaled.
     emit(&intent_line(&t));
-    let legs = with_xid(t.xid.clone(), async {
-        leg(&ctx.bank_a, t.id, account_a, -amount).await?;
-        leg(&ctx.bank_b, t.id, account_b, amount).await
-    })
+    let legs = with_xid(
+        t.xid.clone(),
+        legs(ctx, mode, t.id, account_a, account_b, amount),
+    )
     .await;
     let commit = legs.is_ok() && want == Want::Commit;
     let (outcome, why) = decide(&ctx.tm, &t.xid, commit).await;
