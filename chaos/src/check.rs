@@ -7,11 +7,8 @@
 //!   or neither (then judged committed or rolled back by that); one wanted rolled back is
 //!   never applied; no ledger row belongs to a transfer the journal does not know;
 //! - no session and no row lock is left in the TC, and no `undo_log` row (status Normal) is
-//!   left but those of committed transfers once the TC holds nothing: an RM acknowledges a
-//!   branch commit at once and deletes its undo log in a batch up to a second later (Seata's
-//!   async commit), so a worker killed in that second leaves such rows behind for the
-//!   age-based undo-log cleanup (`undo.log-save-days`). Their data is final and nothing waits
-//!   for them; they are counted as `undo_orphans`, any other row is a breach.
+//!   left: an RM acknowledges a branch commit only once its undo log is deleted, so a worker
+//!   killed at any moment leaves none behind for a commit the TC considers done.
 //!
 //! Every breach names the transfer, its XID, or the account.
 
@@ -34,9 +31,9 @@ pub struct Report {
     pub unknown_settled: usize,
     /// Every breach, in words.
     pub breaches: Vec<String>,
-    /// `undo_log` rows left in both banks that are not orphans (see the module docs).
+    /// `undo_log` rows (status Normal) left in both banks; each is a breach.
     pub undo_left: i64,
-    /// Rows of committed transfers left by a killed RM after its commit was acknowledged.
+    /// Always 0: rows of acknowledged commits are no longer excused (see the module docs).
     pub undo_orphans: i64,
 }
 
@@ -133,29 +130,11 @@ pub fn check(
             r.unknown_settled += 1;
         }
     }
-    let committed: HashMap<&str, bool> = journal
-        .transfers
-        .values()
-        .map(|t| {
-            let applied = a.ledger.contains_key(&t.id) && b.ledger.contains_key(&t.id);
-            (
-                t.xid.as_str(),
-                applied && t.outcome() != Outcome::RolledBack,
-            )
-        })
-        .collect();
     for (bank, s) in [("A", a), ("B", b)] {
         for (xid, n) in &s.undo_by_xid {
-            let orphan = held.sessions == 0 && committed.get(xid.as_str()) == Some(&true);
-            if orphan {
-                r.undo_orphans += n;
-            } else {
-                r.undo_left += n;
-                r.breaches.push(format!(
-                    "bank {bank}: {n} undo_log rows of {xid} left, which is not a committed \
-                     transfer (or the TC still holds sessions)"
-                ));
-            }
+            r.undo_left += n;
+            r.breaches
+                .push(format!("bank {bank}: {n} undo_log rows of {xid} left"));
         }
     }
     if held.sessions > 0 || held.locks > 0 {
@@ -221,6 +200,18 @@ mod tests {
             r.breaches
         );
         assert!(r.breaches.iter().any(|m| m.contains("total is 195")));
+    }
+
+    #[test]
+    fn undo_row_of_a_committed_transfer_is_a_breach() {
+        let j = journal(&["T 1 x:1:1 commit 0 0 5", "R 1 committed"]);
+        let mut a = bank(&[(0, 95)], &[(1, 0, -5)]);
+        a.undo_by_xid.insert("x:1:1".into(), 2);
+        let b = bank(&[(0, 105)], &[(1, 0, 5)]);
+        let r = check(&j, &a, &b, 200, 100, Held::default());
+        assert_eq!(r.undo_left, 2);
+        assert_eq!(r.undo_orphans, 0);
+        assert_eq!(r.breaches, vec!["bank A: 2 undo_log rows of x:1:1 left"]);
     }
 
     #[test]

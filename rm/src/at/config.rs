@@ -19,12 +19,13 @@ pub struct AtConfig {
     /// Report `PhaseOne_Done` after a successful local commit (`client.rm.reportSuccessEnable`,
     /// default false).
     pub report_success: bool,
-    /// Queue length of phase-two commits awaiting undo-log deletion; beyond it entries are
-    /// dropped and left to age-based deletion (`client.rm.asyncCommitBufferLimit`, 10000).
+    /// Queue length of phase-two commits awaiting undo-log deletion; beyond it a branch
+    /// commit waits for room (`client.rm.asyncCommitBufferLimit`, 10000).
     pub async_commit_buffer_limit: usize,
-    /// How long committed branches gather before their undo logs are deleted together
-    /// (Seata's AsyncWorker ticks every 1000 ms); a full batch of 1000 goes at once. Deleting
-    /// per commit would add a write and an fsync to every transaction.
+    /// Unused, kept for compatibility (Seata's AsyncWorker gathers commits for 1000 ms and
+    /// answers them first). A branch commit is now answered only once its undo log is
+    /// deleted, so the deletes are group-committed instead: a batch starts at once when none
+    /// is running, and the commits arriving meanwhile (up to 1000) go together in the next.
     pub async_commit_interval: Duration,
     /// Compare current rows with the after image before undoing (`client.undo.dataValidation`,
     /// default true).

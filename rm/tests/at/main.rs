@@ -2,6 +2,7 @@
 //! `mysql://root@127.0.0.1:3306`). Each test makes and drops its own database; the TC is a
 //! fake in-process `TcLink`.
 
+mod commit;
 mod dirty;
 mod dml;
 mod harness;

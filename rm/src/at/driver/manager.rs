@@ -1,19 +1,21 @@
 //! [`AtResourceManager`]: the AT resources of one process and the phase-two entry points the
 //! RM client calls when the TC pushes a request (at-mode.md 7, 8, 9).
 //!
-//! Phase-two commit only has to delete undo logs, so it is queued to one background worker
-//! that gathers them for [`AtConfig::async_commit_interval`] and deletes them in batches
-//! (Seata's AsyncWorker); the worker stops when the manager is dropped.
+//! Phase-two commit only has to delete undo logs. It is queued to one background worker that
+//! deletes in batches (group commit): a batch starts at once when the worker is idle, and the
+//! commits queued while it runs go together in the next one (up to 1000). A branch commit is
+//! answered only once the batch holding it is deleted, so an acknowledged commit never leaves
+//! an undo log behind (Seata's AsyncWorker answers first and deletes up to a second later; an
+//! RM killed in that second leaves the rows to the age-based cleanup). The worker stops when
+//! the manager is dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dashmap::DashMap;
 use mysql_async::{Opts, Pool};
 use seata_protocol::BranchStatus;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 use tracing::{error, info, instrument, warn};
 
 use super::dirty::{self, DirtyResolution};
@@ -31,10 +33,12 @@ const COMMIT_BATCH: usize = 1000;
 const DEFAULT_SAVE_DAYS: u32 = 7;
 
 enum CommitJob {
+    /// Delete a committed branch's undo log; `done` hears whether the delete succeeded.
     Delete {
         xid: String,
         branch_id: i64,
         resource_id: String,
+        done: oneshot::Sender<bool>,
     },
     Flush(oneshot::Sender<()>),
 }
@@ -74,11 +78,7 @@ impl AtResourceManager {
         let (tx, rx) = mpsc::channel(config.async_commit_buffer_limit.max(1));
         let sources: Sources = Arc::default();
         // Ends when the last sender (held by the manager) is dropped.
-        handle.spawn(commit_worker(
-            rx,
-            sources.clone(),
-            config.async_commit_interval,
-        ));
+        handle.spawn(commit_worker(rx, sources.clone()));
         Ok(Arc::new(AtResourceManager {
             tc,
             config,
@@ -111,8 +111,10 @@ impl AtResourceManager {
         self.sources.get(resource_id).map(|e| e.value().clone())
     }
 
-    /// Phase-two commit: queues the undo log for deletion and answers `PhaseTwo_Committed`
-    /// at once. A full queue drops the entry (the row is left to age-based deletion).
+    /// Phase-two commit: queues the undo log for deletion with the next batch and answers
+    /// `PhaseTwo_Committed` once that batch is deleted, `PhaseTwo_CommitFailed_Retryable`
+    /// when the delete failed (the TC retries; deleting nothing again is harmless). A full
+    /// queue waits for room.
     #[instrument(skip_all, fields(xid = %xid, branch_id = branch_id))]
     pub async fn branch_commit(
         &self,
@@ -120,18 +122,21 @@ impl AtResourceManager {
         branch_id: i64,
         resource_id: &str,
     ) -> BranchStatus {
+        let (done, deleted) = oneshot::channel();
         let job = CommitJob::Delete {
             xid: xid.to_string(),
             branch_id,
             resource_id: resource_id.to_string(),
+            done,
         };
-        if self.commits.try_send(job).is_err() {
-            warn!(
-                xid,
-                branch_id, "async commit queue full; undo log left for age-based deletion"
-            );
+        if self.commits.send(job).await.is_err() {
+            warn!(xid, branch_id, "commit worker stopped; the TC will retry");
+            return BranchStatus::PhaseTwoCommitFailedRetryable;
         }
-        BranchStatus::PhaseTwoCommitted
+        match deleted.await {
+            Ok(true) => BranchStatus::PhaseTwoCommitted,
+            _ => BranchStatus::PhaseTwoCommitFailedRetryable,
+        }
     }
 
     /// Phase-two rollback: undoes the branch's phase-one changes. A dirty write answers
@@ -251,7 +256,8 @@ impl AtResourceManager {
     }
 
     /// Waits until every phase-two commit queued so far has had its undo log deleted (or its
-    /// deletion failed and was logged).
+    /// deletion failed and was logged). Each [`branch_commit`](Self::branch_commit) already
+    /// waits for its own.
     pub async fn flush_async_commits(&self) {
         let (tx, rx) = oneshot::channel();
         if self.commits.send(CommitJob::Flush(tx)).await.is_ok() {
@@ -260,35 +266,46 @@ impl AtResourceManager {
     }
 }
 
-async fn commit_worker(mut rx: mpsc::Receiver<CommitJob>, sources: Sources, interval: Duration) {
+async fn commit_worker(mut rx: mpsc::Receiver<CommitJob>, sources: Sources) {
     while let Some(first) = rx.recv().await {
+        // Group commit: take what queued up while the previous batch ran, without waiting.
         let mut jobs = vec![first];
-        // Gather until the interval ends, a batch is full or someone waits for a flush.
-        let deadline = Instant::now() + interval;
-        while !matches!(jobs.last(), Some(CommitJob::Flush(_))) && jobs.len() < COMMIT_BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(j)) => jobs.push(j),
-                Ok(None) | Err(_) => break,
+        while jobs.len() < COMMIT_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
             }
         }
         let mut flushes = Vec::new();
-        let mut by_resource: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        let mut by_resource: HashMap<String, Vec<(String, i64, oneshot::Sender<bool>)>> =
+            HashMap::new();
         for job in jobs {
             match job {
                 CommitJob::Delete {
                     xid,
                     branch_id,
                     resource_id,
+                    done,
                 } => by_resource
                     .entry(resource_id)
                     .or_default()
-                    .push((xid, branch_id)),
+                    .push((xid, branch_id, done)),
                 CommitJob::Flush(done) => flushes.push(done),
             }
         }
-        for (resource_id, branches) in by_resource {
-            if let Err(e) = delete_committed(&sources, &resource_id, &branches).await {
-                warn!(error = %e, resource_id, "undo log deletion after commit failed; left for age-based deletion");
+        for (resource_id, entries) in by_resource {
+            let branches: Vec<(String, i64)> =
+                entries.iter().map(|(x, b, _)| (x.clone(), *b)).collect();
+            let ok = match delete_committed(&sources, &resource_id, &branches).await {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(error = %e, resource_id, branches = branches.len(),
+                        "undo log deletion after commit failed; answering retryable, the TC will retry");
+                    false
+                }
+            };
+            for (_, _, done) in entries {
+                let _ = done.send(ok);
             }
         }
         for done in flushes {
