@@ -186,7 +186,14 @@ async fn tc_frozen_past_its_node_lease_gives_no_ids_under_the_node_another_tc_to
                 a.log()
             );
         } else {
-            // The answer's message is cut to Seata's 128 characters; the log has it whole.
+            // The answer's message is cut to Seata's 128 characters; the log has it whole
+            // (read from the TC's output by another thread, so it may arrive after the answer).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !a.log().contains("is leased by another TC")
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
             assert!(
                 a.log().contains("is leased by another TC"),
                 "{:?}\n{}",

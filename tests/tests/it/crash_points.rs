@@ -168,10 +168,12 @@ async fn tcc_transaction(tm: &TcClient, rm: &TestRm, resources: &[&str]) -> (Str
     (xid, ids)
 }
 
-#[tokio::test]
-async fn crash_after_a_durable_decision_before_its_answer_commits_after_restart() {
+/// A TCC transaction whose commit decision crashes the TC at `failpoints`, before the TM is
+/// answered and before any phase two: after a restart on the same data the decision stands
+/// (a late rollback cannot flip it) and the branch is committed, never rolled back.
+async fn crash_on_the_commit_decision_then_commit_after_restart(failpoints: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut tc = CrashingTc::start(dir.path(), "tc::decision::after_append=panic");
+    let mut tc = CrashingTc::start(dir.path(), failpoints);
     let tm1 = tm(tc.addr()).await;
     let rm1 = TestRm::connect(tc.addr(), APP, &[TCC_A]).await;
     let (xid, b) = tcc_transaction(&tm1, &rm1, &[TCC_A]).await;
@@ -187,7 +189,6 @@ async fn crash_after_a_durable_decision_before_its_answer_commits_after_restart(
 
     let tc2 = restart(dir);
     let tm2 = tm(tc2.addr()).await;
-    // The decision was on disk: it stands, and a late rollback cannot flip it.
     let s = status(&tm2, &xid).await;
     assert!(
         matches!(s, GlobalStatus::Committing | GlobalStatus::CommitRetrying),
@@ -199,6 +200,12 @@ async fn crash_after_a_durable_decision_before_its_answer_commits_after_restart(
         .await;
     assert_eq!(count(&calls, Phase::Rollback, b[0]), 0, "{calls:?}");
     wait_status(&tm2, &xid, GlobalStatus::Finished).await;
+}
+
+#[tokio::test]
+async fn crash_after_a_durable_decision_before_its_answer_commits_after_restart() {
+    crash_on_the_commit_decision_then_commit_after_restart("tc::decision::after_append=panic")
+        .await;
 }
 
 #[tokio::test]
@@ -286,39 +293,12 @@ async fn crash_between_two_branches_of_a_rollback_finishes_only_the_rest_after_r
 
 #[tokio::test]
 async fn crash_in_the_middle_of_a_group_commit_keeps_what_was_written_and_commits_it() {
-    let dir = tempfile::tempdir().unwrap();
     // Batches: the begin, the branch, then the commit decision, which crashes after its write
-    // and before its fdatasync.
-    let mut tc = CrashingTc::start(dir.path(), "tc::file::group_commit=2*off->panic");
-    let tm1 = tm(tc.addr()).await;
-    let rm1 = TestRm::connect(tc.addr(), APP, &[TCC_A]).await;
-    let (xid, b) = tcc_transaction(&tm1, &rm1, &[TCC_A]).await;
-    assert_unknown(&decide(&tm1, &xid, true).await);
-    tc.wait_crash();
-    assert!(
-        rm1.calls().is_empty(),
-        "nothing acted on before durability: {:?}",
-        rm1.calls()
-    );
-    tm1.shutdown();
-    rm1.client.shutdown();
-
-    // The process died after `write`: the bytes are in the page cache and the decision is
-    // read back (a machine crash could lose it; then the transaction would still be Begin and
-    // a TM retry or the timeout would end it, consistently).
-    let tc2 = restart(dir);
-    let tm2 = tm(tc2.addr()).await;
-    let s = status(&tm2, &xid).await;
-    assert!(
-        matches!(s, GlobalStatus::Committing | GlobalStatus::CommitRetrying),
-        "{s}"
-    );
-    let rm2 = TestRm::connect(tc2.addr(), APP, &[TCC_A]).await;
-    let calls = rm2
-        .wait_for(WAIT, |c| count(c, Phase::Commit, b[0]) >= 1)
+    // and before its fdatasync. The bytes are in the page cache and the decision is read back
+    // (a machine crash could lose it; then the transaction would still be Begin and a TM retry
+    // or the timeout would end it, consistently).
+    crash_on_the_commit_decision_then_commit_after_restart("tc::file::group_commit=2*off->panic")
         .await;
-    assert_eq!(count(&calls, Phase::Rollback, b[0]), 0, "{calls:?}");
-    wait_status(&tm2, &xid, GlobalStatus::Finished).await;
 }
 
 #[tokio::test]
