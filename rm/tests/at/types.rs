@@ -304,3 +304,57 @@ async fn a_table_with_an_update_trigger_reads_its_after_image() {
     drop(conn);
     db.cleanup().await;
 }
+
+/// An undo log of printable ASCII is written as a quoted literal, its `'` doubled: the row
+/// holds the codec's bytes and rolls back exactly, whether or not backslashes escape.
+#[tokio::test]
+async fn a_quoted_undo_log_reads_back_under_every_sql_mode() {
+    let db = TestDb::new(&[
+        "CREATE TABLE quoted (id INT PRIMARY KEY, s VARCHAR(50))",
+        "INSERT INTO quoted VALUES (1, 'it''s ''q''')",
+    ])
+    .await;
+    let original = db.rows("SELECT * FROM quoted").await;
+    let rid = db.ds.resource_id().to_string();
+    let mut conn = db.ds.get_conn().await.unwrap();
+    for (i, mode) in ["", "NO_BACKSLASH_ESCAPES"].into_iter().enumerate() {
+        conn.query_drop(format!("SET SESSION sql_mode = '{mode}'"))
+            .await
+            .unwrap();
+        let xid = format!("10.0.0.1:8091:40{i}");
+        with_xid(
+            xid,
+            conn.exec_drop("UPDATE quoted SET s = ? WHERE id = ?", ("z'", 1)),
+        )
+        .await
+        .unwrap();
+        let info: Vec<u8> = {
+            let rows = db.rows("SELECT rollback_info FROM undo_log").await;
+            match rows.as_slice() {
+                [row] => match row.as_slice() {
+                    [Value::Bytes(b)] => b.clone(),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        };
+        let text = String::from_utf8(info).unwrap();
+        // What makes the proxy quote it rather than write hex.
+        assert!(text
+            .bytes()
+            .all(|c| (0x20..0x7f).contains(&c) && c != b'\\'));
+        assert!(
+            text.contains("\"it's 'q'\"") && text.contains("\"z'\""),
+            "{mode}: {text}"
+        );
+        let (xid, branch) = db.tc.last_branch();
+        assert_eq!(
+            db.rm.branch_rollback(&xid, branch, &rid).await,
+            BranchStatus::PhaseTwoRollbacked,
+            "{mode}"
+        );
+        assert_eq!(db.rows("SELECT * FROM quoted").await, original, "{mode}");
+    }
+    drop(conn);
+    db.cleanup().await;
+}
