@@ -299,7 +299,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     let settled_at = loop {
         let undo = bank::undo_rows(&server, &db_a).await? + bank::undo_rows(&server, &db_b).await?;
         held = tcs.held().await.unwrap_or(held);
-        let idle = held.is_none_or(|h| h.sessions == 0 && h.locks == 0);
+        // A prepared XA branch whose transaction ended without it is rolled back by its
+        // worker's periodic check (seata-rm's `xa_check_after`): wait for that too.
+        let xa_left = if modes.contains(&Mode::Xa) {
+            modes::xa_prepared(&server, &tcs.addrs()).await?.len()
+        } else {
+            0
+        };
+        let idle = xa_left == 0 && held.is_none_or(|h| h.sessions == 0 && h.locks == 0);
         idle_since = if idle {
             idle_since.or(Some(Instant::now()))
         } else {
@@ -319,7 +326,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         }
         if Instant::now() > wait_deadline {
             println!(
-                "chaos: not settled after {}s: undo_log rows {undo}, TC {held:?}",
+                "chaos: not settled after {}s: undo_log rows {undo}, TC {held:?}, XA prepared {xa_left}",
                 args.settle_timeout
             );
             break Instant::now();

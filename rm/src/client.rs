@@ -39,6 +39,10 @@ pub struct RmClientConfig {
     pub rpc: RpcConfig,
     /// How long [`RmClient::connect`] waits for a first TC. Default 10 s.
     pub connect_timeout: Duration,
+    /// A prepared XA branch that has waited this long for phase two is looked up at the TC
+    /// (then once per such period), and rolled back if its global transaction ended without
+    /// it. Default 10 s.
+    pub xa_check_after: Duration,
 }
 
 impl RmClientConfig {
@@ -50,6 +54,7 @@ impl RmClientConfig {
             tc_addresses,
             rpc: RpcConfig::client(),
             connect_timeout: Duration::from_secs(10),
+            xa_check_after: Duration::from_secs(10),
         }
     }
 }
@@ -69,6 +74,7 @@ struct Dispatcher {
 pub struct RmClient {
     tc: TcClient,
     dispatcher: Arc<Dispatcher>,
+    xa_check_after: Duration,
 }
 
 impl RmClient {
@@ -85,7 +91,11 @@ impl RmClient {
         );
         tc_config.rpc = config.rpc.clone();
         let tc = TcClient::connect(tc_config, dispatcher.clone(), config.connect_timeout).await?;
-        Ok(Arc::new(RmClient { tc, dispatcher }))
+        Ok(Arc::new(RmClient {
+            tc,
+            dispatcher,
+            xa_check_after: config.xa_check_after,
+        }))
     }
 
     /// The AT resource manager of this client (created on first call; later calls return the
@@ -165,6 +175,7 @@ impl RmClient {
         opts: impl Into<mysql_async::Opts>,
     ) -> Result<XaDataSource, RmError> {
         let ds = XaDataSource::new(self.clone(), opts.into());
+        crate::xa::spawn_orphan_check(&ds, self.xa_check_after);
         self.dispatcher
             .xa
             .insert(ds.resource_id().to_string(), Arc::downgrade(&ds.inner));

@@ -13,8 +13,15 @@
 //! the connection held since `XA PREPARE`, or on any connection of the pool when it is gone
 //! (MySQL ≥ 5.7.7 / MariaDB ≥ 10.5 keep a prepared branch when its session ends). MySQL
 //! answers `XAER_NOTA` both for a branch already finished and for one still attached to
-//! another live session; `XA RECOVER` tells them apart, so the first is done and the second
-//! retried.
+//! another live session, active or prepared (after a TC restart the RM that began a branch
+//! reconnects on a new port, so its phase two can reach another process of the service).
+//! `XA START` of the same XID tells them apart: `XAER_DUPID` while some session has it, so
+//! the TC retries until it reaches the owner; success means the branch is gone, so done.
+//!
+//! A prepared branch is also checked from its own side (`orphan_check.rs`): one held longer than
+//! [`RmClientConfig::xa_check_after`](crate::client::RmClientConfig) is looked up at the TC,
+//! and rolled back if its global transaction ended without it (its phase two answered by
+//! another process before this one prepared).
 //!
 //! Restart: [`XaDataSource::recover`] (run once by [`RmClient::xa_data_source`]) lists the
 //! server's prepared Seata branches (`XA RECOVER`, format 9752) and asks the TC about each
@@ -25,9 +32,13 @@
 //! Unlike Java's proxy, statements are not their own branches when no local transaction is
 //! open: a branch is the span from [`XaDataSource::begin`] to commit/rollback.
 
+mod orphan_check;
 pub mod xid;
 
+pub(crate) use orphan_check::spawn_orphan_check;
+
 use std::sync::Arc;
+use std::time::Instant;
 
 use dashmap::{DashMap, DashSet};
 use mysql_async::prelude::{FromRow, Queryable};
@@ -45,13 +56,23 @@ pub use xid::XA_FORMAT_ID;
 
 /// MySQL's "unknown XID" (XAER_NOTA).
 const ER_XAER_NOTA: u16 = 1397;
+/// MySQL's "the XID already exists" (XAER_DUPID): another session has the branch.
+const ER_XAER_DUPID: u16 = 1440;
+
+/// A prepared branch's connection, kept for phase two.
+struct Held {
+    conn: Conn,
+    /// When it prepared: a branch held long without phase two is checked with the TC.
+    since: Instant,
+    bx: BranchXid,
+}
 
 pub(crate) struct XaInner {
     pool: Pool,
     resource_id: String,
     rm: Arc<RmClient>,
     /// Prepared branches' connections, by `xid-branchId`, kept for phase two.
-    held: DashMap<String, Conn>,
+    held: DashMap<String, Held>,
     /// Branches between `XA START` and `XA PREPARE` in this process.
     active: DashSet<String>,
     /// Active branches the TC asked to roll back: they roll back instead of preparing.
@@ -115,7 +136,11 @@ impl XaDataSource {
 
     /// MySQL connection ids of the sessions held for phase two (diagnostics).
     pub fn held_sessions(&self) -> Vec<u32> {
-        self.inner.held.iter().map(|e| e.value().id()).collect()
+        self.inner
+            .held
+            .iter()
+            .map(|e| e.value().conn.id())
+            .collect()
     }
 
     /// Opens a branch: inside a global transaction registers an XA branch with the TC (first,
@@ -199,15 +224,7 @@ impl XaDataSource {
                     continue;
                 }
             };
-            let abandoned = matches!(
-                status,
-                GlobalStatus::Finished
-                    | GlobalStatus::Rollbacked
-                    | GlobalStatus::TimeoutRollbacked
-                    | GlobalStatus::RollbackFailed
-                    | GlobalStatus::TimeoutRollbackFailed
-            );
-            if abandoned {
+            if abandoned(status) {
                 match conn.query_drop(format!("XA ROLLBACK {}", bx.sql())).await {
                     Ok(()) => {
                         info!(branch = %key, ?status, "abandoned prepared XA branch rolled back");
@@ -224,6 +241,35 @@ impl XaDataSource {
             }
         }
         Ok(found)
+    }
+}
+
+/// Whether a prepared branch of a global transaction in `status` can only be rolled back: the
+/// TC no longer knows it (an unknown XID reads as `Finished`) or ended it rolled back. A commit
+/// is never finished without this branch's own `XA COMMIT`, which only its holder can run.
+fn abandoned(status: GlobalStatus) -> bool {
+    matches!(
+        status,
+        GlobalStatus::Finished
+            | GlobalStatus::Rollbacked
+            | GlobalStatus::TimeoutRollbacked
+            | GlobalStatus::RollbackFailed
+            | GlobalStatus::TimeoutRollbackFailed
+    )
+}
+
+/// Whether another session has branch `bx`, active or prepared: `XA START` of its XID is
+/// refused with `XAER_DUPID` then. Otherwise the probe branch is ended and rolled back at once.
+async fn owned_elsewhere(conn: &mut Conn, bx: &BranchXid) -> Result<bool, RmError> {
+    let xa = bx.sql();
+    match conn.query_drop(format!("XA START {xa}")).await {
+        Ok(()) => {
+            conn.query_drop(format!("XA END {xa}")).await?;
+            conn.query_drop(format!("XA ROLLBACK {xa}")).await?;
+            Ok(false)
+        }
+        Err(mysql_async::Error::Server(e)) if e.code == ER_XAER_DUPID => Ok(true),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -265,7 +311,7 @@ impl XaInner {
         let key = bx.key();
         let verb = if commit { "XA COMMIT" } else { "XA ROLLBACK" };
         let sql = format!("{verb} {}", bx.sql());
-        if let Some((_, mut conn)) = self.held.remove(&key) {
+        if let Some((_, Held { mut conn, .. })) = self.held.remove(&key) {
             match conn.query_drop(&sql).await {
                 Ok(()) => {
                     info!(verb, "XA branch finished on its held connection");
@@ -290,12 +336,13 @@ impl XaInner {
                 Ok(()) => Ok(()),
                 Err(mysql_async::Error::Server(e)) if e.code == ER_XAER_NOTA => {
                     // Finished already, never prepared (discarded with its session), or
-                    // attached to another live session: only the last is still listed.
-                    match prepared(&mut conn).await {
-                        Ok(list) if list.contains(&bx) => Err(RmError::TxState(
-                            "prepared branch attached to another session".into(),
+                    // another live session has it, active or prepared: the owner must finish
+                    // it (an active one would otherwise prepare after "done" and stay).
+                    match owned_elsewhere(&mut conn, &bx).await {
+                        Ok(true) => Err(RmError::TxState(
+                            "the branch belongs to another session (XAER_DUPID)".into(),
                         )),
-                        Ok(_) => Ok(()),
+                        Ok(false) => Ok(()),
                         Err(e) => Err(e),
                     }
                 }
@@ -413,7 +460,8 @@ impl XaConnection {
         match prepared {
             Ok(()) => {
                 // Held before it stops being active, so phase two always finds it somewhere.
-                inner.held.insert(key.clone(), conn);
+                let since = Instant::now();
+                inner.held.insert(key.clone(), Held { conn, since, bx });
                 inner.active.remove(&key);
                 inner.doomed.remove(&key);
                 Ok(())

@@ -1,10 +1,8 @@
 //! The chaos run, short: `seata-chaos` (built into this package as `seata-chaos-it`, so it is
 //! never stale) drives transfers from two worker processes against the real TC on the file
-//! store (AT and TCC mixed), kills the TC twice and a worker once under load, and must end
+//! store (AT, TCC and XA mixed), kills the TC twice and a worker once under load, and must end
 //! with every invariant holding (see `chaos/src/check.rs`; for TCC, no fence row still tried,
-//! nothing frozen). XA is left out of this test until an XA branch's phase two finds the
-//! process that prepared it after a TC restart (README, Chaos: a run with XA can leave a
-//! branch prepared).
+//! nothing frozen; for XA, no branch of the run still prepared).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -78,12 +76,13 @@ async fn chaos_run(flags: &[&str], tc_kills: &str, rm_kills: &str) {
     );
 }
 
-/// Every transfer picks AT or TCC; the killed worker's TCC phase two is finished by the
-/// survivor or its replacement.
+/// Every transfer picks AT, TCC or XA; the killed worker's phase two is finished by the
+/// survivor or its replacement. Seed 17 once left an XA branch prepared: after a TC restart
+/// its phase two reached the other worker before the owner prepared it.
 #[tokio::test(flavor = "multi_thread")]
 async fn money_is_conserved_while_the_tc_and_a_worker_are_killed() {
     let flags = "--duration 25 --workers 2 --concurrency 3 --rollback-percent 30 \
-                 --accounts 200 --settle-timeout 90 --seed 17 --modes at,tcc";
+                 --accounts 200 --settle-timeout 90 --seed 17 --modes at,tcc,xa";
     let flags: Vec<&str> = flags.split_whitespace().collect();
     chaos_run(&flags, "2", "1").await;
 }

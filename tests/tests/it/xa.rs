@@ -40,9 +40,18 @@ impl Env {
     }
 
     async fn rm(tc: &TcProcess, db: &TestDb) -> (Arc<RmClient>, XaDataSource) {
-        let rm = RmClient::connect(RmClientConfig::new("it-xa-rm", vec![tc.addr().to_owned()]))
-            .await
-            .expect("RM connects");
+        Env::rm_checking_after(tc, db, Duration::from_secs(10)).await
+    }
+
+    /// An RM whose held branches are checked with the TC after `check_after`.
+    async fn rm_checking_after(
+        tc: &TcProcess,
+        db: &TestDb,
+        check_after: Duration,
+    ) -> (Arc<RmClient>, XaDataSource) {
+        let mut config = RmClientConfig::new("it-xa-rm", vec![tc.addr().to_owned()]);
+        config.xa_check_after = check_after;
+        let rm = RmClient::connect(config).await.expect("RM connects");
         let xa = rm.xa_data_source(db.opts(4)).await.expect("XA data source");
         (rm, xa)
     }
@@ -219,6 +228,100 @@ async fn timeout_rolls_back_a_prepared_branch() {
     assert_eq!(prepared_of(&xid).await, Vec::<String>::new());
     drop(tx);
     env.close().await;
+}
+
+/// RM connections the TC lists (admin API, read from loopback).
+async fn rm_connections(tc: &TcProcess) -> usize {
+    let url = format!("http://{}/admin/v1/clients", tc.http_addr());
+    let view: serde_json::Value = reqwest::get(url)
+        .await
+        .expect("clients")
+        .json()
+        .await
+        .expect("JSON");
+    view["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|c| c["role"] == "RM")
+        .count()
+}
+
+/// After a TC restart the RM that began an XA branch comes back on a new connection, so the
+/// branch's phase two can reach another process of the service while the branch is still
+/// active (not prepared) in the first. That process must not answer "done": the TC would end
+/// the transaction and the branch, prepared afterwards, would hold its rows for ever.
+#[tokio::test]
+async fn phase_two_reaching_another_process_waits_for_the_owner() {
+    let env = Env::start("xa_elsewhere").await;
+    let tx = env
+        .tm
+        .begin("it-xa-elsewhere", TX_TIMEOUT)
+        .await
+        .expect("begin");
+    let xid = tx.xid().to_owned();
+    let mut owner = with_xid(xid.clone(), env.xa.begin()).await.expect("branch");
+    owner.exec_drop(DEBIT, (30,)).await.expect("update");
+    // The owner's TC connection is gone; another process of the service is connected.
+    let (rm_b, _xa_b) = Env::rm(&env.tc, &env.db).await;
+    env.rm.shutdown();
+    let deadline = tokio::time::Instant::now() + PHASE_TWO_WAIT;
+    while rm_connections(&env.tc).await != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "owner still listed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = env.tm.rollback(&xid).await.expect("rollback answered");
+    let after = env.tm.status(&xid).await.expect("status");
+    // The owner ends its branch (it would prepare into a finished transaction otherwise),
+    // before any assertion so that a failure cannot leave its session holding the table;
+    // then the other process finds nothing left and the TC finishes.
+    owner.rollback().await.expect("local rollback");
+    assert_eq!(status, GlobalStatus::RollbackRetrying, "{}", env.tc.log());
+    assert_ne!(after, GlobalStatus::Finished);
+    env.wait_finished(&xid).await;
+    assert_eq!(env.balance().await, 100);
+    assert_eq!(prepared_of(&xid).await, Vec::<String>::new());
+    drop(tx);
+    rm_b.shutdown();
+    env.close().await;
+}
+
+/// A branch that prepares after its global transaction ended without it (here the TC, on the
+/// memory store, forgot it in a restart) is rolled back by the RM's own check, not kept
+/// prepared until the RM restarts.
+#[tokio::test]
+async fn a_held_branch_whose_transaction_ended_is_rolled_back() {
+    let mut tc = TcProcess::start_with(&["--store", "memory"]);
+    let db = TestDb::create("xa_orphan_held", &[ACCOUNT_DDL, ACCOUNT_ROW]).await;
+    let tm = TmClient::connect(TmConfig::new("it-xa-tm", vec![tc.addr().to_owned()]))
+        .await
+        .expect("TM connects");
+    let (rm, xa) = Env::rm_checking_after(&tc, &db, Duration::from_millis(200)).await;
+    let tx = tm
+        .begin("it-xa-orphan-held", TX_TIMEOUT)
+        .await
+        .expect("begin");
+    let xid = tx.xid().to_owned();
+    let mut c = with_xid(xid.clone(), xa.begin()).await.expect("branch");
+    c.exec_drop(DEBIT, (30,)).await.expect("update");
+    tc.kill();
+    tc.restart();
+    c.commit().await.expect("prepared");
+    let deadline = tokio::time::Instant::now() + PHASE_TWO_WAIT;
+    while !prepared_of(&xid).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{xid} still prepared; TC log:\n{}",
+            tc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let balance: i64 = db.scalar("SELECT balance FROM account WHERE id = 1").await;
+    assert_eq!(balance, 100);
+    drop(tx);
+    rm.shutdown();
+    tm.shutdown();
+    db.cleanup().await;
 }
 
 /// A prepared branch of a global transaction the TC does not know (its RM died and the TC

@@ -1,0 +1,102 @@
+//! Prepared branches whose global transaction ended without them. The TC sends phase two to
+//! the connection that registered a branch, and after a TC restart that connection is gone:
+//! another process of the service may answer for a branch this one has not yet prepared
+//! (between `BranchRegister` and `XA START`, or before a probe could see it). The TC then ends
+//! the global transaction while this process still prepares the branch, which would hold its
+//! rows for ever. So a branch held longer than a period is looked up at the TC, and rolled
+//! back when only a rollback is left for it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use seata_protocol::GlobalStatus;
+use tracing::{debug, warn};
+
+use super::{abandoned, Held, XaDataSource, XaInner};
+
+/// Starts the periodic check of `ds`'s held branches; it ends with the data source.
+pub(crate) fn spawn_orphan_check(ds: &XaDataSource, every: Duration) {
+    let inner = Arc::downgrade(&ds.inner);
+    tokio::spawn(run(inner, every.max(Duration::from_millis(10))));
+}
+
+async fn run(inner: Weak<XaInner>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        inner.roll_back_orphans(every).await;
+    }
+}
+
+impl XaInner {
+    /// Rolls back the branches held at least `age` whose global transaction can only roll
+    /// back (see [`abandoned`]); their keys. One status request per global transaction.
+    async fn roll_back_orphans(&self, age: Duration) -> Vec<String> {
+        let stale: Vec<(String, String)> = self
+            .held
+            .iter()
+            .filter(|e| e.since.elapsed() >= age)
+            .filter_map(|e| Some((e.key().clone(), e.bx.global_xid()?.to_owned())))
+            .collect();
+        let mut statuses: HashMap<String, GlobalStatus> = HashMap::new();
+        let mut rolled_back = Vec::new();
+        for (key, xid) in stale {
+            let status = match statuses.get(&xid) {
+                Some(s) => *s,
+                None => match self.rm.global_status(&xid).await {
+                    Ok(s) => *statuses.entry(xid.clone()).or_insert(s),
+                    Err(e) => {
+                        debug!(error = %e, xid, "status of a held XA branch unknown; checked later");
+                        continue;
+                    }
+                },
+            };
+            if !abandoned(status) {
+                continue;
+            }
+            // Phase two may have taken it meanwhile.
+            let Some((_, held)) = self.held.remove(&key) else {
+                continue;
+            };
+            if self.roll_back_held(held).await {
+                warn!(branch = %key, xid, ?status,
+                    "prepared XA branch rolled back: its global transaction ended without it");
+                rolled_back.push(key);
+            }
+        }
+        rolled_back
+    }
+
+    /// `XA ROLLBACK` on the held session, or on a fresh one when that fails.
+    async fn roll_back_held(&self, held: Held) -> bool {
+        let Held { mut conn, bx, .. } = held;
+        let sql = format!("XA ROLLBACK {}", bx.sql());
+        let first = conn.query_drop(&sql).await;
+        drop(conn);
+        let outcome = match first {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                debug!(error = %e, "held session failed; rolling back on a fresh one");
+                match self.pool.get_conn().await {
+                    Ok(mut fresh) => fresh.query_drop(&sql).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, branch = %bx.key(),
+                    "orphaned XA branch left prepared; XaDataSource::recover or `XA ROLLBACK` by hand ends it");
+                false
+            }
+        }
+    }
+}
