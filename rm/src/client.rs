@@ -41,7 +41,7 @@ pub struct RmClientConfig {
     pub connect_timeout: Duration,
     /// A prepared XA branch that has waited this long for phase two is looked up at the TC
     /// (then once per such period), and rolled back if its global transaction ended without
-    /// it. Default 10 s.
+    /// it or is rolling back. Default 10 s.
     pub xa_check_after: Duration,
 }
 

@@ -1,10 +1,12 @@
-//! Prepared branches whose global transaction ended without them. The TC sends phase two to
-//! the connection that registered a branch, and after a TC restart that connection is gone:
-//! another process of the service may answer for a branch this one has not yet prepared
-//! (between `BranchRegister` and `XA START`, or before a probe could see it). The TC then ends
-//! the global transaction while this process still prepares the branch, which would hold its
-//! rows for ever. So a branch held longer than a period is looked up at the TC, and rolled
-//! back when only a rollback is left for it.
+//! Prepared branches whose global transaction ended, or is rolling back, without reaching
+//! them. The TC sends phase two to the connection that registered a branch, and after a TC
+//! restart that connection is gone: another process of the service may answer for a branch
+//! this one has not yet prepared (between `BranchRegister` and `XA START`), so the TC ends
+//! the transaction while this process still prepares the branch, which would then hold its
+//! rows for ever; or the TC's retries keep landing on the other process (answered "retry")
+//! and back off while the branch holds its rows. So a branch held longer than a period is
+//! looked up at the TC and rolled back here when only a rollback is left for it; the TC's
+//! next phase two then finds it gone, wherever it lands.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -37,7 +39,8 @@ async fn run(inner: Weak<XaInner>, every: Duration) {
 
 impl XaInner {
     /// Rolls back the branches held at least `age` whose global transaction can only roll
-    /// back (see [`abandoned`]); their keys. One status request per global transaction.
+    /// back (see [`abandoned`], [`rolling_back`]); their keys. One status request per global
+    /// transaction.
     async fn roll_back_orphans(&self, age: Duration) -> Vec<String> {
         let stale: Vec<(String, String)> = self
             .held
@@ -58,7 +61,7 @@ impl XaInner {
                     }
                 },
             };
-            if !abandoned(status) {
+            if !(abandoned(status) || rolling_back(status)) {
                 continue;
             }
             // Phase two may have taken it meanwhile.
@@ -67,7 +70,7 @@ impl XaInner {
             };
             if self.roll_back_held(held).await {
                 warn!(branch = %key, xid, ?status,
-                    "prepared XA branch rolled back: its global transaction ended without it");
+                    "prepared XA branch rolled back: its global transaction ended or rolls back without reaching it");
                 rolled_back.push(key);
             }
         }
@@ -99,4 +102,16 @@ impl XaInner {
             }
         }
     }
+}
+
+/// A rollback decided and not yet finished: final (a TC never turns it into a commit), so the
+/// holder may roll its branch back before the TC's phase two reaches it.
+fn rolling_back(status: GlobalStatus) -> bool {
+    matches!(
+        status,
+        GlobalStatus::Rollbacking
+            | GlobalStatus::RollbackRetrying
+            | GlobalStatus::TimeoutRollbacking
+            | GlobalStatus::TimeoutRollbackRetrying
+    )
 }
