@@ -40,8 +40,8 @@ pub struct RmClientConfig {
     /// How long [`RmClient::connect`] waits for a first TC. Default 10 s.
     pub connect_timeout: Duration,
     /// A prepared XA branch that has waited this long for phase two is looked up at the TC
-    /// (then once per such period), and rolled back if its global transaction ended without
-    /// it or is rolling back. Default 10 s.
+    /// (then once per such period): rolled back if its global transaction ended without it or
+    /// is rolling back, committed if commit was decided. Default 10 s.
     pub xa_check_after: Duration,
 }
 

@@ -7,7 +7,9 @@
 //! such tier instead: the one with the fewest phase-two requests in flight, ties taken in
 //! turn (round robin). XA branches stay pinned to the connection that prepared them while it
 //! is connected, with no fallback: only that instance's held session can finish a prepared
-//! branch still attached to it (tcc-xa-saga.md §3.3).
+//! branch still attached to it (tcc-xa-saga.md §3.3). When that connection is gone, an XA
+//! phase two answered "retry" goes on to the next holder at once: the process holding the
+//! branch's session is one of them.
 //!
 //! Concurrency: one `DashMap` shard lock per lookup, never across an `.await`.
 
@@ -286,10 +288,19 @@ impl Registry {
             });
         }
         let mut last = GatewayError::Closed;
+        let mut retryable = None;
         for holder in candidates {
             let conn = holder.conn.clone();
             let _counted = InFlight::new(holder);
             match conn.call_timeout(msg.clone(), self.rpc_timeout).await {
+                // An XA branch whose registering connection is gone (a TC restart moves every
+                // RM to a new port) may be held by any process of the service; one that does
+                // not hold it answers "retry". XA phase two is idempotent by XID, so ask the
+                // others now rather than after a backed-off retry.
+                Ok(reply) if target.branch_type == BranchType::Xa && answers_retry(&reply) => {
+                    debug!("XA phase two not held by this RM; asking the next holder");
+                    retryable = Some(reply);
+                }
                 Ok(reply) => return Ok(reply),
                 // Never written: safe to try the next holder of the resource.
                 Err(e) if e.is_not_sent() => {
@@ -303,8 +314,21 @@ impl Registry {
                 }
             }
         }
-        Err(last)
+        retryable.ok_or(last)
     }
+}
+
+/// A phase-two answer that asks to be retried.
+fn answers_retry(reply: &Message) -> bool {
+    let status = match reply {
+        Message::BranchCommitResponse(r) => r.branch_status,
+        Message::BranchRollbackResponse(r) => r.branch_status,
+        _ => return false,
+    };
+    matches!(
+        status,
+        BranchStatus::PhaseTwoCommitFailedRetryable | BranchStatus::PhaseTwoRollbackFailedRetryable
+    )
 }
 
 /// Which half of phase two.

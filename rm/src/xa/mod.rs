@@ -20,9 +20,9 @@
 //!
 //! A prepared branch is also checked from its own side (`orphan_check.rs`): one held longer than
 //! [`RmClientConfig::xa_check_after`](crate::client::RmClientConfig) is looked up at the TC,
-//! and rolled back if its global transaction ended without it (its phase two answered by
-//! another process before this one prepared) or is rolling back (the TC's retries landing on
-//! other processes).
+//! and finished here once its outcome is known: rolled back if its global transaction ended
+//! without it (its phase two answered by another process before this one prepared) or is
+//! rolling back, committed if commit was decided (the TC's retries landing elsewhere).
 //!
 //! Restart: [`XaDataSource::recover`] (run once by [`RmClient::xa_data_source`]) lists the
 //! server's prepared Seata branches (`XA RECOVER`, format 9752) and asks the TC about each

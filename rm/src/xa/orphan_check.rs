@@ -5,8 +5,9 @@
 //! the transaction while this process still prepares the branch, which would then hold its
 //! rows for ever; or the TC's retries keep landing on the other process (answered "retry")
 //! and back off while the branch holds its rows. So a branch held longer than a period is
-//! looked up at the TC and rolled back here when only a rollback is left for it; the TC's
-//! next phase two then finds it gone, wherever it lands.
+//! looked up at the TC and finished here when its outcome is known: rolled back when only a
+//! rollback is left for it, committed when the TC decided commit. The TC's next phase two
+//! then finds it gone, wherever it lands.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -33,15 +34,15 @@ async fn run(inner: Weak<XaInner>, every: Duration) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        inner.roll_back_orphans(every).await;
+        inner.finish_orphans(every).await;
     }
 }
 
 impl XaInner {
-    /// Rolls back the branches held at least `age` whose global transaction can only roll
-    /// back (see [`abandoned`], [`rolling_back`]); their keys. One status request per global
-    /// transaction.
-    async fn roll_back_orphans(&self, age: Duration) -> Vec<String> {
+    /// Finishes the branches held at least `age` whose global transaction's outcome is known
+    /// (see [`abandoned`], [`rolling_back`], [`committing`]); their keys. One status request
+    /// per global transaction.
+    async fn finish_orphans(&self, age: Duration) -> Vec<String> {
         let stale: Vec<(String, String)> = self
             .held
             .iter()
@@ -49,7 +50,7 @@ impl XaInner {
             .filter_map(|e| Some((e.key().clone(), e.bx.global_xid()?.to_owned())))
             .collect();
         let mut statuses: HashMap<String, GlobalStatus> = HashMap::new();
-        let mut rolled_back = Vec::new();
+        let mut finished = Vec::new();
         for (key, xid) in stale {
             let status = match statuses.get(&xid) {
                 Some(s) => *s,
@@ -61,26 +62,28 @@ impl XaInner {
                     }
                 },
             };
-            if !(abandoned(status) || rolling_back(status)) {
+            let commit = committing(status);
+            if !(commit || abandoned(status) || rolling_back(status)) {
                 continue;
             }
             // Phase two may have taken it meanwhile.
             let Some((_, held)) = self.held.remove(&key) else {
                 continue;
             };
-            if self.roll_back_held(held).await {
-                warn!(branch = %key, xid, ?status,
-                    "prepared XA branch rolled back: its global transaction ended or rolls back without reaching it");
-                rolled_back.push(key);
+            if self.finish_held(held, commit).await {
+                warn!(branch = %key, xid, ?status, commit,
+                    "prepared XA branch finished here: its global transaction's phase two did not reach it");
+                finished.push(key);
             }
         }
-        rolled_back
+        finished
     }
 
-    /// `XA ROLLBACK` on the held session, or on a fresh one when that fails.
-    async fn roll_back_held(&self, held: Held) -> bool {
+    /// `XA COMMIT` or `XA ROLLBACK` on the held session, or on a fresh one when that fails.
+    async fn finish_held(&self, held: Held, commit: bool) -> bool {
         let Held { mut conn, bx, .. } = held;
-        let sql = format!("XA ROLLBACK {}", bx.sql());
+        let verb = if commit { "XA COMMIT" } else { "XA ROLLBACK" };
+        let sql = format!("{verb} {}", bx.sql());
         let first = conn.query_drop(&sql).await;
         drop(conn);
         let outcome = match first {
@@ -97,7 +100,7 @@ impl XaInner {
             Ok(()) => true,
             Err(e) => {
                 warn!(error = %e, branch = %bx.key(),
-                    "orphaned XA branch left prepared; XaDataSource::recover or `XA ROLLBACK` by hand ends it");
+                    verb, "XA branch left prepared; the TC's phase two or XaDataSource::recover ends it");
                 false
             }
         }
@@ -113,5 +116,13 @@ fn rolling_back(status: GlobalStatus) -> bool {
             | GlobalStatus::RollbackRetrying
             | GlobalStatus::TimeoutRollbacking
             | GlobalStatus::TimeoutRollbackRetrying
+    )
+}
+
+/// A commit decided and not yet finished: final, so every prepared branch commits.
+fn committing(status: GlobalStatus) -> bool {
+    matches!(
+        status,
+        GlobalStatus::Committing | GlobalStatus::CommitRetrying
     )
 }
