@@ -415,8 +415,14 @@ async fn unknown_message_type_inside_a_merged_batch_gets_failed_answers_and_the_
 #[tokio::test]
 async fn register_churn_logs_at_most_two_info_lines_per_cycle() {
     let tc = TcProcess::start_with(&["--store", "memory"]);
-    // Wait for the start-up lines to be out, then count from there.
+    // Wait for the start-up lines and the probe's own registration line to be out (the
+    // answer can reach us before the line reaches the collected log), then count from there.
     let _probe = raw_tm(tc.addr()).await;
+    let until = tokio::time::Instant::now() + WAIT;
+    while !tc.log().contains("TM registered") {
+        assert!(tokio::time::Instant::now() < until, "{}", tc.log());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let base = tc.log().lines().count();
     const CYCLES: usize = 20;
     for _ in 0..CYCLES {
