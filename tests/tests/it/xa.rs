@@ -286,6 +286,53 @@ async fn phase_two_reaching_another_process_waits_for_the_owner() {
     env.close().await;
 }
 
+/// After a TC restart both processes of the service come back on new ports, so the TC no
+/// longer knows which one holds a prepared branch's session. The one that does not answers
+/// "retry" (its probe finds the XID taken); the TC must then ask the next holder at once, so
+/// the commit ends in one pass instead of in backed-off retries while the rows stay locked.
+/// Two branches: phase two takes the holders in turn, so one of them is asked the wrong
+/// process first.
+#[tokio::test]
+async fn after_a_tc_restart_xa_phase_two_finds_the_holding_process_in_one_pass() {
+    let mut env = Env::start("xa_next_holder").await;
+    env.db.run("INSERT INTO account VALUES (2, 100)").await;
+    let mut tx = env
+        .tm
+        .begin("it-xa-next-holder", TX_TIMEOUT)
+        .await
+        .expect("begin");
+    let xid = tx.xid().to_owned();
+    for id in [1_i64, 2] {
+        let xa = env.xa.clone();
+        with_xid(xid.clone(), async move {
+            let mut c = xa.begin().await?;
+            c.exec_drop(
+                "UPDATE account SET balance = balance - 30 WHERE id = ?",
+                (id,),
+            )
+            .await?;
+            c.commit().await
+        })
+        .await
+        .expect("prepared");
+    }
+    let (rm_b, _xa_b) = Env::rm(&env.tc, &env.db).await;
+    env.tc.restart();
+    let deadline = tokio::time::Instant::now() + PHASE_TWO_WAIT;
+    while rm_connections(&env.tc).await != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "RMs not back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(env.tm.wait_connected(PHASE_TWO_WAIT).await, "TM not back");
+    let status = tx.commit().await.expect("commit answered");
+    assert_eq!(status, GlobalStatus::Committed, "{}", env.tc.log());
+    let total: i64 = env.db.scalar("SELECT CAST(SUM(balance) AS SIGNED) FROM account").await;
+    assert_eq!(total, 140);
+    assert_eq!(prepared_of(&xid).await, Vec::<String>::new());
+    rm_b.shutdown();
+    env.close().await;
+}
+
 /// A branch that prepares after its global transaction ended without it (here the TC, on the
 /// memory store, forgot it in a restart) is rolled back by the RM's own check, not kept
 /// prepared until the RM restarts.
