@@ -247,6 +247,22 @@ async fn rm_connections(tc: &TcProcess) -> usize {
         .count()
 }
 
+/// Waits until the TC lists `n` RM connections.
+async fn wait_rm_connections(tc: &TcProcess, n: usize) {
+    let deadline = tokio::time::Instant::now() + PHASE_TWO_WAIT;
+    loop {
+        let listed = rm_connections(tc).await;
+        if listed == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{listed} RM connections listed, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// After a TC restart the RM that began an XA branch comes back on a new connection, so the
 /// branch's phase two can reach another process of the service while the branch is still
 /// active (not prepared) in the first. That process must not answer "done": the TC would end
@@ -265,11 +281,7 @@ async fn phase_two_reaching_another_process_waits_for_the_owner() {
     // The owner's TC connection is gone; another process of the service is connected.
     let (rm_b, _xa_b) = Env::rm(&env.tc, &env.db).await;
     env.rm.shutdown();
-    let deadline = tokio::time::Instant::now() + PHASE_TWO_WAIT;
-    while rm_connections(&env.tc).await != 1 {
-        assert!(tokio::time::Instant::now() < deadline, "owner still listed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_rm_connections(&env.tc, 1).await;
     let status = env.tm.rollback(&xid).await.expect("rollback answered");
     let after = env.tm.status(&xid).await.expect("status");
     // The owner ends its branch (it would prepare into a finished transaction otherwise),
@@ -318,15 +330,14 @@ async fn after_a_tc_restart_xa_phase_two_finds_the_holding_process_in_one_pass()
     }
     let (rm_b, _xa_b) = Env::rm(&env.tc, &env.db).await;
     env.tc.restart();
-    let deadline = tokio::time::Instant::now() + PHASE_TWO_WAIT;
-    while rm_connections(&env.tc).await != 2 {
-        assert!(tokio::time::Instant::now() < deadline, "RMs not back");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_rm_connections(&env.tc, 2).await;
     assert!(env.tm.wait_connected(PHASE_TWO_WAIT).await, "TM not back");
     let status = tx.commit().await.expect("commit answered");
     assert_eq!(status, GlobalStatus::Committed, "{}", env.tc.log());
-    let total: i64 = env.db.scalar("SELECT CAST(SUM(balance) AS SIGNED) FROM account").await;
+    let total: i64 = env
+        .db
+        .scalar("SELECT CAST(SUM(balance) AS SIGNED) FROM account")
+        .await;
     assert_eq!(total, 140);
     assert_eq!(prepared_of(&xid).await, Vec::<String>::new());
     rm_b.shutdown();
