@@ -240,19 +240,20 @@ impl TcClient {
             }
             res.push(resource_id.to_owned());
         }
+        // A connection not yet in place gets it from its supervisor's catch-up (`supervise`).
+        // One failing connection does not keep the others from learning the resource.
+        let mut first_error = None;
         for conn in self.connections() {
-            register(&self.inner, &conn, Some(resource_id.to_owned())).await?;
+            if let Err(e) = register(&self.inner, &conn, resource_id.to_owned()).await {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Resource ids registered so far.
     pub fn resources(&self) -> Vec<String> {
-        self.inner
-            .resources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        resources_of(&self.inner)
     }
 
     /// Stops reconnecting and closes every connection.
@@ -275,21 +276,34 @@ async fn supervise(inner: Arc<Inner>, index: usize, handler: Arc<dyn RequestHand
         }
         let attempt = async {
             let conn = connect(&addr, inner.config.rpc.clone(), handler.clone()).await?;
-            if let Err(e) = register(&inner, &conn, None).await {
+            let sent = resources_of(&inner);
+            if let Err(e) = register(&inner, &conn, sent.join(",")).await {
                 conn.close();
                 return Err(e);
             }
-            Ok(conn)
+            Ok((conn, sent))
         };
         let outcome = tokio::select! {
             _ = inner.token.cancelled() => return,
             r = attempt => r,
         };
         match outcome {
-            Ok(conn) => {
+            Ok((conn, sent)) => {
                 info!(tc = %addr, "connected and registered");
                 delay = inner.config.reconnect_min;
                 set_slot(&inner, index, Some(conn.clone()));
+                // A resource added while this connection registered went only to the
+                // connections in place then (`register_resource`); it is in the list by now,
+                // since the slot is set. Without this a TC could never learn of it, and its
+                // phase two for that resource would wait for a reconnect.
+                for missed in resources_of(&inner)
+                    .into_iter()
+                    .filter(|r| !sent.contains(r))
+                {
+                    if let Err(e) = register(&inner, &conn, missed).await {
+                        warn!(tc = %addr, error = %e, "registering a resource added meanwhile failed");
+                    }
+                }
                 tokio::select! {
                     // A deliberate shutdown also closes the connection: check it first so it
                     // is not reported as a lost connection.
@@ -320,9 +334,18 @@ fn set_slot(inner: &Inner, index: usize, conn: Option<RpcHandle>) {
     inner.changed.notify_waiters();
 }
 
-/// Sends the registration for this client on `conn`; `only` registers just that resource
-/// (an RM's later resource), otherwise everything known.
-async fn register(inner: &Inner, conn: &RpcHandle, only: Option<String>) -> Result<(), RpcError> {
+/// The resources an RM manages now (none for a TM).
+fn resources_of(inner: &Inner) -> Vec<String> {
+    inner
+        .resources
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// Sends the registration for this client on `conn`; an RM registers `resource_ids` (Seata's
+/// comma-separated list), a TM ignores it.
+async fn register(inner: &Inner, conn: &RpcHandle, resource_ids: String) -> Result<(), RpcError> {
     let addr = conn.peer_addr().to_string();
     let identified = match &inner.config.registration {
         Registration::Tm {
@@ -342,14 +365,6 @@ async fn register(inner: &Inner, conn: &RpcHandle, only: Option<String>) -> Resu
             transaction_service_group,
             ..
         } => {
-            let resource_ids = match only {
-                Some(one) => one,
-                None => inner
-                    .resources
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .join(","),
-            };
             let req = RegisterRmRequest {
                 version: SEATA_VERSION.into(),
                 application_id: application_id.clone(),
