@@ -265,8 +265,15 @@ async fn owned_elsewhere(conn: &mut Conn, bx: &BranchXid) -> Result<bool, RmErro
     let xa = bx.sql();
     match conn.query_drop(format!("XA START {xa}")).await {
         Ok(()) => {
-            conn.query_drop(format!("XA END {xa}")).await?;
-            conn.query_drop(format!("XA ROLLBACK {xa}")).await?;
+            let mut ended = conn.query_drop(format!("XA END {xa}")).await;
+            if ended.is_ok() {
+                ended = conn.query_drop(format!("XA ROLLBACK {xa}")).await;
+            }
+            if let Err(e) = ended {
+                // Not back to the pool with the probe's branch still open on it.
+                conn.reset_connection(true);
+                return Err(e.into());
+            }
             Ok(false)
         }
         Err(mysql_async::Error::Server(e)) if e.code == ER_XAER_DUPID => Ok(true),
