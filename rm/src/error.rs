@@ -82,6 +82,10 @@ pub enum RmError {
     /// The request to the TC did not produce an answer.
     #[error("TC request failed: {0}")]
     Rpc(#[from] RpcError),
+    /// The global transaction this statement or call was part of never began (its
+    /// GlobalBegin failed); nothing was done under it, and the launcher returns the reason.
+    #[error("{0}; nothing was done under it")]
+    NotBegun(#[from] seata_tm::context::NotBegun),
     /// Phase one could not finish: the local transaction was rolled back and the branch (if
     /// registered) reported `PhaseOne_Failed`.
     #[error(

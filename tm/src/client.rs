@@ -81,12 +81,19 @@ impl TmClient {
     /// A begin is not retried beyond the RPC layer's move to another connection: an
     /// outcome-unknown error may have left a transaction behind, which the TC times out.
     pub async fn begin(&self, name: &str, timeout: Duration) -> Result<GlobalTransaction, TmError> {
+        let xid = self.begin_xid(name, timeout).await?;
+        Ok(GlobalTransaction::launcher(self.clone(), xid))
+    }
+
+    /// GlobalBegin, answering the XID (the template makes the [`GlobalTransaction`] once it
+    /// needs it).
+    pub(crate) async fn begin_xid(&self, name: &str, timeout: Duration) -> Result<String, TmError> {
         let r = self.try_begin(name, timeout).await;
         crate::metrics::record(crate::metrics::Op::Begin, &r);
         r
     }
 
-    async fn try_begin(&self, name: &str, timeout: Duration) -> Result<GlobalTransaction, TmError> {
+    async fn try_begin(&self, name: &str, timeout: Duration) -> Result<String, TmError> {
         let timeout_ms = match i32::try_from(timeout.as_millis()) {
             Ok(ms) if ms > 0 => ms,
             _ => {
@@ -113,7 +120,7 @@ impl TmClient {
             });
         }
         info!(xid = %resp.xid, name, timeout_ms, "global transaction begun");
-        Ok(GlobalTransaction::launcher(self.clone(), resp.xid))
+        Ok(resp.xid)
     }
 
     /// Commits the global transaction `xid`, retrying up to `commit-retry-count` attempts

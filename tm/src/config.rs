@@ -40,6 +40,12 @@ pub struct TmConfig {
     pub reconnect_min_ms: u64,
     /// Longest reconnect delay, in ms. Default 10000 (Seata re-checks its TCs every 10 s).
     pub reconnect_max_ms: u64,
+    /// Whether [`GlobalTx::run`](crate::GlobalTx::run) starts the closure as soon as the
+    /// GlobalBegin is sent instead of after the TC's answer, so the first statement's SQL
+    /// overlaps that round trip (what needs the XID waits for it; see
+    /// [`context`](crate::context)). Default true. Only on a multi-thread tokio runtime in a
+    /// build that unwinds on panic; otherwise the begin is awaited first.
+    pub overlap_begin: bool,
 }
 
 impl Default for TmConfig {
@@ -55,6 +61,7 @@ impl Default for TmConfig {
             rollback_retry_count: 5,
             reconnect_min_ms: 200,
             reconnect_max_ms: 10_000,
+            overlap_begin: true,
         }
     }
 }

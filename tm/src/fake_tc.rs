@@ -54,6 +54,9 @@ pub(crate) struct State {
     sessions: Mutex<HashMap<String, GlobalStatus>>,
     commit_script: Mutex<VecDeque<Answer>>,
     rollback_script: Mutex<VecDeque<Answer>>,
+    begin_script: Mutex<VecDeque<Answer>>,
+    /// When set, begin answers wait until it is notified.
+    begin_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
 }
 
 impl State {
@@ -65,8 +68,35 @@ impl State {
         self.rollback_script.lock().unwrap().extend(answers);
     }
 
+    pub(crate) fn script_begin(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.begin_script.lock().unwrap().extend(answers);
+    }
+
+    /// Holds every begin answer until a permit is added to the returned semaphore.
+    pub(crate) fn hold_begins(&self) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        *self.begin_gate.lock().unwrap() = Some(gate.clone());
+        gate
+    }
+
     pub(crate) fn session(&self, xid: &str) -> Option<GlobalStatus> {
         self.sessions.lock().unwrap().get(xid).copied()
+    }
+
+    /// A new session, answered Success.
+    fn begin(&self) -> Message {
+        let id = 2_000_000_000 + self.next_id.fetch_add(1, Ordering::SeqCst);
+        let xid = format!("127.0.0.1:{}:{id}", self.port);
+        self.sessions
+            .lock()
+            .unwrap()
+            .insert(xid.clone(), GlobalStatus::Begin);
+        GlobalBeginResponse {
+            result: TxResult::success(),
+            xid,
+            extra_data: String::new(),
+        }
+        .into()
     }
 
     /// Ends a Begin session with `to` (like the TC's phase two with no branches); returns the
@@ -108,20 +138,28 @@ impl RequestHandler for State {
             }
             Message::GlobalBeginRequest(_) => {
                 self.begins.fetch_add(1, Ordering::SeqCst);
-                let id = 2_000_000_000 + self.next_id.fetch_add(1, Ordering::SeqCst);
-                let xid = format!("127.0.0.1:{}:{id}", self.port);
-                self.sessions
-                    .lock()
-                    .unwrap()
-                    .insert(xid.clone(), GlobalStatus::Begin);
-                Some(
-                    GlobalBeginResponse {
-                        result: TxResult::success(),
-                        xid,
-                        extra_data: String::new(),
+                let gate = self.begin_gate.lock().unwrap().clone();
+                let reply = match scripted(&self.begin_script) {
+                    Some(Answer::DropConnection) => {
+                        conn.close();
+                        None
                     }
-                    .into(),
-                )
+                    Some(Answer::Reply(result, _)) => Some(
+                        GlobalBeginResponse {
+                            result,
+                            xid: String::new(),
+                            extra_data: String::new(),
+                        }
+                        .into(),
+                    ),
+                    None => Some(self.begin()),
+                };
+                return Box::pin(async move {
+                    if let Some(gate) = gate {
+                        gate.acquire().await.unwrap().forget();
+                    }
+                    reply
+                });
             }
             Message::GlobalCommitRequest(req) => {
                 self.commits.fetch_add(1, Ordering::SeqCst);

@@ -6,7 +6,8 @@
 //!   Seata 1.2's commit/rollback retry counts.
 //! - [`GlobalTransaction`] is one transaction's lifecycle; dropping an active one warns.
 //! - [`GlobalTx`] / [`TmClient::run`] run an async closure inside a transaction: commit on
-//!   `Ok`, rollback on `Err` or panic, with Spring/Seata [`Propagation`] modes.
+//!   `Ok`, rollback on `Err` or panic, with Spring/Seata [`Propagation`] modes. The closure
+//!   starts while the begin is on its way; what needs the XID waits for it ([`context`]).
 //! - [`context`] binds the XID to a task; [`propagation`] (features `http`, `tower`/`axum`,
 //!   `reqwest`) carries it in the `TX_XID` header.
 //!

@@ -8,17 +8,23 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::FutureExt;
+use seata_protocol::TransactionExceptionCode;
 use serde::Deserialize;
 use thiserror::Error;
+use tokio::runtime::RuntimeFlavor;
 use tracing::{error, info};
 
 use crate::client::TmClient;
-use crate::context::{current_xid, with_xid, without_xid};
+use crate::context::{
+    current_bound_xid, with_bound_xid, without_xid, BeginFailedUnwind, BoundXid, NotBegun,
+    PendingXid,
+};
 use crate::error::TmError;
-use crate::transaction::Role;
+use crate::transaction::{GlobalTransaction, Role};
 
 /// How a closure relates to a global transaction already bound to the task (the Spring/Seata
 /// propagation modes).
@@ -44,15 +50,24 @@ pub enum Propagation {
 /// What the closure is told about the transaction it runs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxContext {
-    xid: Option<String>,
+    xid: Option<BoundXid>,
     role: Option<Role>,
 }
 
 impl TxContext {
     /// The XID the closure runs under (also bound as [`current_xid`]); `None` outside a
-    /// transaction.
+    /// transaction. While the TC's answer to the begin is on its way this waits for it, as
+    /// [`current_xid`] does; [`TxContext::wait_xid`] waits without blocking.
     pub fn xid(&self) -> Option<&str> {
-        self.xid.as_deref()
+        self.xid.as_ref().and_then(BoundXid::get_blocking)
+    }
+
+    /// The XID, waiting without blocking for the TC's answer to the begin if needed.
+    pub async fn wait_xid(&self) -> Result<Option<String>, NotBegun> {
+        match &self.xid {
+            Some(bound) => bound.wait().await,
+            None => Ok(None),
+        }
     }
 
     /// `Launcher` when this run began the transaction, `Participant` when it joined one,
@@ -122,6 +137,7 @@ pub struct GlobalTx {
     name: String,
     timeout: Duration,
     propagation: Propagation,
+    overlap_begin: bool,
 }
 
 impl GlobalTx {
@@ -132,7 +148,15 @@ impl GlobalTx {
             client: client.clone(),
             name: name.into(),
             propagation: Propagation::Required,
+            overlap_begin: client.config().overlap_begin,
         }
+    }
+
+    /// Whether the closure may start before the TC answers the begin (default: the client's
+    /// `overlap-begin`, true); see [`TmConfig::overlap_begin`](crate::TmConfig::overlap_begin).
+    pub fn overlap_begin(mut self, overlap: bool) -> Self {
+        self.overlap_begin = overlap;
+        self
     }
 
     /// The time after which the TC rolls the transaction back.
@@ -159,7 +183,7 @@ impl GlobalTx {
         Fut: Future<Output = Result<T, E>>,
     {
         use Propagation as P;
-        match (self.propagation, current_xid()) {
+        match (self.propagation, current_bound_xid()) {
             (P::Required | P::Supports | P::Mandatory, Some(xid)) => join(xid, f).await,
             (P::Required | P::RequiresNew, _) => self.launch(f).await,
             (P::Supports | P::Never, None) | (P::NotSupported, _) => {
@@ -169,7 +193,10 @@ impl GlobalTx {
                 };
                 without_xid(f(ctx)).await.map_err(TxError::Business)
             }
-            (P::Never, Some(xid)) => Err(TmError::ExistingTransaction { xid }.into()),
+            (P::Never, Some(xid)) => Err(TmError::ExistingTransaction {
+                xid: xid.to_string(),
+            }
+            .into()),
             (P::Mandatory, None) => Err(TmError::NoTransaction.into()),
         }
     }
@@ -179,42 +206,110 @@ impl GlobalTx {
         F: FnOnce(TxContext) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let mut tx = self.client.begin(&self.name, self.timeout).await?;
-        let xid = tx.xid().to_owned();
-        let ctx = TxContext {
-            xid: Some(xid.clone()),
-            role: Some(Role::Launcher),
+        if !self.may_overlap() {
+            let xid = self.client.begin_xid(&self.name, self.timeout).await?;
+            let bound = BoundXid::Known(xid.clone());
+            let outcome = run_caught(bound, f).await;
+            return finish(GlobalTransaction::launcher(self.client, xid), outcome).await;
+        }
+        // The begin goes out now and the closure starts at once: its first statement's SQL
+        // overlaps the TC's round trip, and what needs the XID waits for the answer.
+        let failure = Arc::new(Mutex::new(None));
+        let pending = {
+            let (client, failure) = (self.client.clone(), failure.clone());
+            PendingXid::start(async move {
+                client
+                    .begin_xid(&self.name, self.timeout)
+                    .await
+                    .map_err(|e| {
+                        let reason = e.to_string();
+                        *failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                        NotBegun { reason }
+                    })
+            })
+            .await
         };
-        // `f` is called inside the future so a panic in its synchronous part is caught too.
-        // Unwind safety: after a panic only the transaction is touched (rolled back), and the
-        // panic is resumed, so no broken state is observed.
-        let body = with_xid(xid.clone(), async move { f(ctx).await });
-        match AssertUnwindSafe(body).catch_unwind().await {
-            Ok(Ok(value)) => {
-                tx.commit().await?;
-                Ok(value)
-            }
-            Ok(Err(error)) => match tx.rollback().await {
-                Ok(status) => {
-                    info!(%xid, ?status, "operation failed; global transaction rolled back");
-                    Err(TxError::Business(error))
+        let outcome = run_caught(BoundXid::Pending(pending.clone()), f).await;
+        match pending.wait().await {
+            Ok(xid) => finish(GlobalTransaction::launcher(self.client, xid), outcome).await,
+            Err(not_begun) => {
+                // Nothing ran under the transaction: an AT statement cannot commit without
+                // its branch, and a synchronous XID reader was unwound before using it.
+                if let Err(panic) = outcome {
+                    if !panic.is::<BeginFailedUnwind>() {
+                        std::panic::resume_unwind(panic);
+                    }
                 }
-                Err(rollback) => Err(TxError::RollbackFailed { error, rollback }),
-            },
-            Err(panic) => {
-                if let Err(e) = tx.rollback().await {
-                    error!(%xid, error = %e, "operation panicked and the rollback failed");
-                } else {
-                    info!(%xid, "operation panicked; global transaction rolled back");
-                }
-                std::panic::resume_unwind(panic)
+                let error = failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                Err(TxError::Tm(error.unwrap_or(TmError::BeginFailed {
+                    code: TransactionExceptionCode::BeginFailed,
+                    msg: not_begun.reason,
+                })))
             }
+        }
+    }
+
+    /// Overlapping needs `block_in_place` for synchronous XID readers (a multi-thread
+    /// runtime) and unwinding to stop them when the begin fails.
+    fn may_overlap(&self) -> bool {
+        self.overlap_begin
+            && cfg!(panic = "unwind")
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+    }
+}
+
+/// What the closure did: its result, or the panic it raised.
+type Caught<T, E> = Result<Result<T, E>, Box<dyn std::any::Any + Send>>;
+
+/// Runs the launcher's closure with `bound` as the task's XID, catching a panic.
+async fn run_caught<F, Fut, T, E>(bound: BoundXid, f: F) -> Caught<T, E>
+where
+    F: FnOnce(TxContext) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let ctx = TxContext {
+        xid: Some(bound.clone()),
+        role: Some(Role::Launcher),
+    };
+    // `f` is called inside the future so a panic in its synchronous part is caught too.
+    // Unwind safety: after a panic only the transaction is touched (rolled back), and the
+    // panic is resumed, so no broken state is observed.
+    let body = with_bound_xid(bound, async move { f(ctx).await });
+    AssertUnwindSafe(body).catch_unwind().await
+}
+
+/// Commits on `Ok`, rolls back on `Err` or panic (then resumes the panic).
+async fn finish<T, E>(mut tx: GlobalTransaction, outcome: Caught<T, E>) -> Result<T, TxError<E>> {
+    let xid = tx.xid().to_owned();
+    match outcome {
+        Ok(Ok(value)) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Ok(Err(error)) => match tx.rollback().await {
+            Ok(status) => {
+                info!(%xid, ?status, "operation failed; global transaction rolled back");
+                Err(TxError::Business(error))
+            }
+            Err(rollback) => Err(TxError::RollbackFailed { error, rollback }),
+        },
+        Err(panic) => {
+            if let Err(e) = tx.rollback().await {
+                error!(%xid, error = %e, "operation panicked and the rollback failed");
+            } else {
+                info!(%xid, "operation panicked; global transaction rolled back");
+            }
+            std::panic::resume_unwind(panic)
         }
     }
 }
 
 /// Runs `f` as a participant of `xid`: no begin, no commit, no rollback.
-async fn join<F, Fut, T, E>(xid: String, f: F) -> Result<T, TxError<E>>
+async fn join<F, Fut, T, E>(xid: BoundXid, f: F) -> Result<T, TxError<E>>
 where
     F: FnOnce(TxContext) -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -223,7 +318,7 @@ where
         xid: Some(xid.clone()),
         role: Some(Role::Participant),
     };
-    with_xid(xid, f(ctx)).await.map_err(TxError::Business)
+    with_bound_xid(xid, f(ctx)).await.map_err(TxError::Business)
 }
 
 impl TmClient {
@@ -251,6 +346,7 @@ mod tests {
     use seata_protocol::GlobalStatus;
 
     use super::*;
+    use crate::context::{current_xid, with_xid};
     use crate::fake_tc::{Answer, FakeTc};
 
     const T: Duration = Duration::from_secs(60);
@@ -258,7 +354,8 @@ mod tests {
     #[derive(Debug, PartialEq)]
     struct Oops;
 
-    #[tokio::test]
+    // Multi-thread: the closure starts while the begin is on its way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn commits_on_ok_with_the_xid_bound() {
         let tc = FakeTc::start().await;
         let tm = tc.client().await;
@@ -277,7 +374,8 @@ mod tests {
         assert_eq!(tc.state.rollbacks.load(Ordering::SeqCst), 0);
     }
 
-    #[tokio::test]
+    // Multi-thread: the closure starts while the begin is on its way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rolls_back_on_err() {
         let tc = FakeTc::start().await;
         let tm = tc.client().await;
@@ -290,7 +388,8 @@ mod tests {
         assert_eq!(tc.state.commits.load(Ordering::SeqCst), 0);
     }
 
-    #[tokio::test]
+    // Multi-thread: the closure starts while the begin is on its way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rolls_back_on_panic_then_resumes_it() {
         let tc = FakeTc::start().await;
         let tm = tc.client().await;
@@ -338,7 +437,8 @@ mod tests {
         assert!(err.tm().is_some_and(TmError::is_rolled_back), "{err:?}");
     }
 
-    #[tokio::test]
+    // Multi-thread: the closure starts while the begin is on its way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn required_joins_the_bound_transaction_and_only_the_launcher_ends_it() {
         let tc = FakeTc::start().await;
         let tm = tc.client().await;
@@ -369,7 +469,8 @@ mod tests {
         assert_eq!(tc.state.session(&joined), Some(GlobalStatus::Rollbacked));
     }
 
-    #[tokio::test]
+    // Multi-thread: the closure starts while the begin is on its way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn requires_new_begins_its_own_and_restores_the_outer_xid() {
         let tc = FakeTc::start().await;
         let tm = tc.client().await;
@@ -440,6 +541,90 @@ mod tests {
         .await;
         assert_eq!(tc.state.begins.load(Ordering::SeqCst), 0);
         assert_eq!(tc.state.commits.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_closure_starts_while_the_begin_is_on_its_way() {
+        let tc = FakeTc::start().await;
+        let tm = tc.client().await;
+        let gate = tc.state.hold_begins();
+        // Without the overlap the begin waits for the gate the closure opens: time out.
+        let run = tm.run("t", T, |ctx| async move {
+            let pending = matches!(
+                current_bound_xid(),
+                Some(BoundXid::Pending(p)) if p.now().is_none()
+            );
+            gate.add_permits(1);
+            // Waits in place for the answer the gate now lets through.
+            let sync_xid = current_xid();
+            Ok::<_, Oops>((pending, sync_xid, ctx.wait_xid().await.unwrap()))
+        });
+        let (pending_at_start, sync_xid, async_xid) = tokio::time::timeout(T, run)
+            .await
+            .expect("the closure did not start before the begin was answered")
+            .unwrap();
+        assert!(pending_at_start);
+        let xid = sync_xid.unwrap();
+        assert_eq!(async_xid.as_deref(), Some(xid.as_str()));
+        assert_eq!(tc.state.session(&xid), Some(GlobalStatus::Committed));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_overlap_the_closure_starts_after_the_answer() {
+        let tc = FakeTc::start().await;
+        let tm = tc.client().await;
+        let bound = GlobalTx::new(&tm, "t")
+            .overlap_begin(false)
+            .run(|_| async { Ok::<_, Oops>(current_bound_xid()) })
+            .await
+            .unwrap();
+        assert!(matches!(bound, Some(BoundXid::Known(_))), "{bound:?}");
+        assert_eq!(tc.state.commits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_begin_stops_a_sync_xid_reader_and_is_what_run_returns() {
+        let tc = FakeTc::start().await;
+        let tm = tc.client().await;
+        tc.state.script_begin([Answer::failed()]);
+        let reached = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = reached.clone();
+        let err = tm
+            .run("t", T, |_| async move {
+                let xid = current_xid();
+                // Not reached: the XID does not exist, so nothing may be sent under it.
+                flag.store(true, Ordering::SeqCst);
+                Ok::<_, Oops>(xid)
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TxError::Tm(TmError::BeginFailed { .. })),
+            "{err:?}"
+        );
+        assert!(!reached.load(Ordering::SeqCst));
+        assert_eq!(tc.state.commits.load(Ordering::SeqCst), 0);
+        assert_eq!(tc.state.rollbacks.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_begin_outranks_the_error_of_a_closure_that_waited_for_the_xid() {
+        let tc = FakeTc::start().await;
+        let tm = tc.client().await;
+        tc.state.script_begin([Answer::failed()]);
+        let err = tm
+            .run("t", T, |ctx| async move {
+                let not_begun = ctx.wait_xid().await.unwrap_err();
+                assert!(not_begun.reason.contains("refused to begin"), "{not_begun}");
+                Err::<(), _>(Oops)
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TxError::Tm(TmError::BeginFailed { .. })),
+            "{err:?}"
+        );
+        assert_eq!(tc.state.rollbacks.load(Ordering::SeqCst), 0);
     }
 
     #[test]

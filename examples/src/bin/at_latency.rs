@@ -1,8 +1,11 @@
 //! `at_latency`: what AT mode costs one UPDATE. In one run it alternates
 //!
-//! - **global**: `TmClient::run` (global begin), a one-row `UPDATE` through the AT proxy
+//! - **global**: `GlobalTx::run` (global begin), a one-row `UPDATE` through the AT proxy
 //!   (its own local transaction: before image, update and after image in one round trip while
-//!   the branch registers, then the undo log with the commit), global commit; and
+//!   the begin is answered and the branch registers, then the undo log with the commit),
+//!   global commit;
+//! - **global eager**: the same with `overlap_begin(false)`: the UPDATE starts only once the
+//!   TC has answered the begin (the behaviour before the overlap, for comparison); and
 //! - **local**: `START TRANSACTION`, the same `UPDATE`, `COMMIT` on a plain `mysql_async`
 //!   connection,
 //!
@@ -44,7 +47,7 @@ use seata_rm::client::{RmClient, RmClientConfig};
 use seata_rm::error::RmError;
 use seata_rm::tcc::TccActionRef;
 use seata_tm::context::with_xid;
-use seata_tm::{TmClient, TmConfig};
+use seata_tm::{GlobalTx, TmClient, TmConfig};
 use serde_json::json;
 
 /// Latency of a one-row UPDATE in a global transaction vs a local one.
@@ -95,11 +98,14 @@ async fn local_tx(conn: &mut Conn) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn global_tx(tm: &TmClient, conn: &mut AtConnection) -> anyhow::Result<()> {
-    tm.run("at-latency", Duration::from_secs(60), |_| async {
-        conn.exec_drop(UPDATE, (1,)).await
-    })
-    .await?;
+/// `overlap`: the UPDATE starts while the GlobalBegin is on its way (the default); without
+/// it the closure starts after the TC's answer, one round trip later.
+async fn global_tx(tm: &TmClient, conn: &mut AtConnection, overlap: bool) -> anyhow::Result<()> {
+    GlobalTx::new(tm, "at-latency")
+        .timeout(Duration::from_secs(60))
+        .overlap_begin(overlap)
+        .run(|_| async { conn.exec_drop(UPDATE, (1,)).await })
+        .await?;
     Ok(())
 }
 
@@ -223,14 +229,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut local = plain.get_conn().await?;
 
     let mut global_h = Histogram::<u64>::new(3)?;
+    let mut eager_h = Histogram::<u64>::new(3)?;
     let mut mixed_h = Histogram::<u64>::new(3)?;
     let mut local_h = Histogram::<u64>::new(3)?;
     let mut empty_h = Histogram::<u64>::new(3)?;
     for i in 0..args.warmup + args.iterations {
         // Alternate, so all see the same machine load and server state.
         let t = Instant::now();
-        global_tx(&tm, &mut proxied).await?;
+        global_tx(&tm, &mut proxied, true).await?;
         let g = micros(t.elapsed());
+        let t = Instant::now();
+        global_tx(&tm, &mut proxied, false).await?;
+        let ge = micros(t.elapsed());
         let m = match &tcc {
             Some(tcc) => {
                 let t = Instant::now();
@@ -247,6 +257,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let e = micros(t.elapsed());
         if i >= args.warmup {
             global_h.record(g)?;
+            eager_h.record(ge)?;
             if let Some(m) = m {
                 mixed_h.record(m)?;
             }
@@ -262,6 +273,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.iterations, args.warmup
     );
     println!("global_update p50_ms={gp50:.3} p99_ms={gp99:.3}");
+    println!(
+        "global_eager  p50_ms={:.3} p99_ms={:.3}  (the closure starts after the begin's answer)",
+        ms(&eager_h, 0.5),
+        ms(&eager_h, 0.99)
+    );
     if tcc.is_some() {
         println!(
             "at_tcc_global p50_ms={:.3} p99_ms={:.3}  (the same UPDATE + one TCC branch)",
@@ -279,6 +295,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "ratio         p50={:.2} p99={:.2}",
         gp50 / lp50.max(f64::EPSILON),
         gp99 / lp99.max(f64::EPSILON)
+    );
+    println!(
+        "ratio_eager   p50={:.2} p99={:.2}",
+        ms(&eager_h, 0.5) / lp50.max(f64::EPSILON),
+        ms(&eager_h, 0.99) / lp99.max(f64::EPSILON)
     );
 
     // Where a global UPDATE's time goes: the same transaction, phase by phase (with the TCC
@@ -338,7 +359,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Round trips on each path's MySQL session (the undo-log delete after the global commit
     // runs later, on another pooled connection, off the critical path).
     let before = proxied_counters(&mut proxied).await?;
-    global_tx(&tm, &mut proxied).await?;
+    global_tx(&tm, &mut proxied, true).await?;
     let after = proxied_counters(&mut proxied).await?;
     println!("global_update mysql: {}", deltas(&before, &after));
     if let Some(tcc) = &tcc {
@@ -367,7 +388,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut fewest = [i32::MAX; 3];
     for _ in 0..5 {
         let before = next_request_id();
-        global_tx(&tm, &mut proxied).await?;
+        global_tx(&tm, &mut proxied, true).await?;
         fewest[0] = fewest[0].min(requests_since(before));
         let before = next_request_id();
         empty_global_tx(&tm).await?;

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use mysql_async::Conn;
 use seata_protocol::BranchStatus;
-use seata_tm::context::{current_xid, without_xid};
+use seata_tm::context::{await_current_xid, without_xid};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -485,7 +485,7 @@ impl TccActionRef {
     pub async fn call(&self, params: impl Serialize) -> Result<i64, RmError> {
         let name = &self.resource.name;
         let action_context = self.action_context(params)?;
-        let Some(xid) = current_xid() else {
+        let Some(xid) = await_current_xid().await? else {
             let mut ctx = BusinessActionContext::new("", 0, name, action_context);
             self.resource.prepare(&mut ctx).await?;
             return Ok(0);

@@ -45,7 +45,7 @@ use dashmap::{DashMap, DashSet};
 use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Conn, Opts, Params, Pool};
 use seata_protocol::{BranchStatus, BranchType, GlobalStatus};
-use seata_tm::context::current_xid;
+use seata_tm::context::await_current_xid;
 use tracing::{debug, info, instrument, warn};
 
 use crate::at::resource_id_of;
@@ -150,7 +150,7 @@ impl XaDataSource {
     #[instrument(skip_all, fields(xid = tracing::field::Empty, branch_id = tracing::field::Empty))]
     pub async fn begin(&self) -> Result<XaConnection, RmError> {
         let mut conn = self.inner.pool.get_conn().await?;
-        let Some(xid) = current_xid() else {
+        let Some(xid) = await_current_xid().await? else {
             conn.query_drop("START TRANSACTION").await?;
             return Ok(XaConnection {
                 conn: Some(conn),

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::xid_from_headers;
-use crate::context::{current_xid, scope_xid, sync_scope_xid};
+use crate::context::{current_bound_xid, scope_xid, sync_scope_xid, BoundXid};
 
 /// Binds the request's `TX_XID` header as the current XID for the inner service. A request
 /// without the header keeps whatever XID is already bound (normally none).
@@ -44,7 +44,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = TaskLocalFuture<String, S::Future>;
+    type Future = TaskLocalFuture<BoundXid, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -54,8 +54,9 @@ where
         // Empty = "none bound" for `current_xid`, so a request without the header runs
         // outside any transaction unless the caller itself is inside one.
         let xid = xid_from_headers(req.headers())
-            .or_else(current_xid)
-            .unwrap_or_default();
+            .map(BoundXid::Known)
+            .or_else(current_bound_xid)
+            .unwrap_or(BoundXid::Known(String::new()));
         // Bound around `call` too: some services do work before their future is polled.
         let fut = sync_scope_xid(xid.clone(), || self.inner.call(req));
         scope_xid(xid, fut)
@@ -67,7 +68,7 @@ mod tests {
     use std::future::{ready, Ready};
 
     use super::*;
-    use crate::XID_HEADER;
+    use crate::{current_xid, XID_HEADER};
 
     /// Answers with the XID it saw while called and while its future ran.
     #[derive(Clone)]

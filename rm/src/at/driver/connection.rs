@@ -13,7 +13,7 @@
 
 use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Conn, Params};
-use seata_tm::context::current_xid;
+use seata_tm::context::{current_bound_xid, BoundXid};
 use tracing::{debug, debug_span, field, Instrument};
 
 use super::commit::commit_tx;
@@ -161,10 +161,29 @@ impl AtConnection {
         params: Params,
         protocol: Protocol,
     ) -> Result<Vec<T>, RmError> {
-        let Some(xid) = current_xid() else {
+        let Some(bound) = current_bound_xid() else {
             return self.pass_through(sql, params, protocol).await;
         };
-        match recognize(sql, &params)? {
+        let rec = recognize(sql, &params)?;
+        if let BoundXid::Pending(pending) = &bound {
+            if pending.now().is_none() {
+                // The TC's answer to the begin is on its way: what needs no XID yet does
+                // not wait for it.
+                match rec {
+                    Recognized::Plain => return self.pass_through(sql, params, protocol).await,
+                    stmt if self.c.tx.is_none() && is_dml(&stmt) => {
+                        let span =
+                            debug_span!("at_dml", xid = field::Empty, branch_id = field::Empty);
+                        return autocommit_dml(&mut self.c, &bound, sql, params, protocol, &stmt)
+                            .instrument(span)
+                            .await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let xid = bound.wait().await?.unwrap_or_default();
+        match rec {
             Recognized::Many(parts) => self.run_many(&xid, parts).await,
             rec => self.run_one(&xid, sql, params, protocol, rec).await,
         }
@@ -222,7 +241,8 @@ impl AtConnection {
                         .instrument(span)
                         .await
                 } else {
-                    autocommit_dml(&mut self.c, xid, sql, params, protocol, &stmt)
+                    let xid = BoundXid::Known(xid.to_owned());
+                    autocommit_dml(&mut self.c, &xid, sql, params, protocol, &stmt)
                         .instrument(span)
                         .await
                 }
@@ -322,4 +342,15 @@ impl Drop for AtConnection {
             moved.insert(self.c.conn.id());
         }
     }
+}
+
+/// A statement that changes rows (imaged, with an undo item and lock keys).
+fn is_dml(rec: &Recognized) -> bool {
+    matches!(
+        rec,
+        Recognized::Insert(_)
+            | Recognized::Update(_)
+            | Recognized::Delete(_)
+            | Recognized::Joined(_)
+    )
 }

@@ -9,6 +9,7 @@
 
 use mysql_async::prelude::FromRow;
 use mysql_async::{Params, Value};
+use seata_tm::context::BoundXid;
 use tracing::debug;
 
 use super::batch::run_batch;
@@ -124,7 +125,7 @@ async fn run_stage<T: FromRow + Send + 'static>(
 /// re-run after a lock conflict (Seata's default policy, at-mode.md 5.3).
 pub(crate) async fn autocommit_dml<T: FromRow + Send + 'static>(
     c: &mut ConnState,
-    xid: &str,
+    xid: &BoundXid,
     sql: &str,
     params: Params,
     protocol: Protocol,
@@ -154,7 +155,7 @@ pub(crate) async fn autocommit_dml<T: FromRow + Send + 'static>(
                 attempts,
             });
         }
-        debug!(xid, attempts, "lock conflict; re-running the statement");
+        debug!(%xid, attempts, "lock conflict; re-running the statement");
         tokio::time::sleep(config.lock_retry_interval).await;
     }
 }
@@ -172,17 +173,21 @@ pub(crate) async fn autocommit_dml<T: FromRow + Send + 'static>(
 /// must be among the registered ones; a key naming a row that turned out not to exist
 /// only holds that key until the global transaction ends. If the statement fails, the
 /// branch is reported `PhaseOne_Failed`, as after a failed undo-log write.
+///
+/// The XID may still be on its way (the TC's answer to the GlobalBegin): the statement's SQL
+/// runs meanwhile, and only the register waits for it. If the begin failed, the local
+/// transaction is rolled back, as when the register fails.
 async fn autocommit_once<T: FromRow + Send + 'static>(
     c: &mut ConnState,
-    xid: &str,
+    bound: &BoundXid,
     sql: &str,
     params: Params,
     protocol: Protocol,
     rec: &Recognized,
 ) -> Result<Vec<T>, RmError> {
-    c.bind_xid(xid)?;
     if !single_table(rec) {
-        let rows = dml(c, xid, sql, params, protocol, rec).await?;
+        let xid = resolve(c, bound).await?;
+        let rows = dml(c, &xid, sql, params, protocol, rec).await?;
         let tx = c.tx.take().unwrap_or_default();
         commit_tx(c, tx).await?;
         return Ok(rows);
@@ -205,18 +210,19 @@ async fn autocommit_once<T: FromRow + Send + 'static>(
         },
     };
     let Some(key) = early_key else {
+        resolve(c, bound).await?;
         let rows = run_stage(c, sql, params, protocol, stage).await?;
         let tx = c.tx.take().unwrap_or_default();
         commit_tx(c, tx).await?;
         return Ok(rows);
     };
     let inner = c.ds.inner.clone();
-    let (ran, registered) = tokio::join!(
-        run_stage::<T>(c, sql, params, protocol, stage),
-        register(&inner, xid, &key)
-    );
-    let branch_id = match (ran.as_ref(), registered) {
-        (_, Ok(id)) => id,
+    let (ran, registered) = tokio::join!(run_stage::<T>(c, sql, params, protocol, stage), async {
+        let xid = wait_xid(bound).await?;
+        register(&inner, &xid, &key).await.map(|id| (xid, id))
+    });
+    let (xid, branch_id) = match (ran.as_ref(), registered) {
+        (_, Ok(registered)) => registered,
         // The statement's own error comes first, as if it had run alone.
         (Err(_), Err(_)) => return ran,
         (Ok(_), Err(e)) => {
@@ -224,7 +230,9 @@ async fn autocommit_once<T: FromRow + Send + 'static>(
             return Err(e);
         }
     };
-    let rows = match ran {
+    let xid = xid.as_str();
+    tracing::Span::current().record("xid", xid);
+    let rows = match ran.and_then(|rows| c.bind_xid(xid).map(|()| rows)) {
         Ok(rows) => rows,
         Err(e) => {
             fail_registered(c, xid, branch_id).await;
@@ -243,6 +251,21 @@ async fn autocommit_once<T: FromRow + Send + 'static>(
     // With no row changed the undo log is empty; phase two still finds it.
     flush_and_commit(c, xid.to_string(), branch_id, tx.undo).await?;
     Ok(rows)
+}
+
+/// The XID, once the TC has answered the begin.
+async fn wait_xid(bound: &BoundXid) -> Result<String, RmError> {
+    let xid = bound.wait().await?;
+    // A bound XID is never the empty "suspended" one: the caller checked.
+    xid.ok_or_else(|| RmError::TxState("no global transaction bound".into()))
+}
+
+/// Waits for the XID and binds the local transaction to it.
+async fn resolve(c: &mut ConnState, bound: &BoundXid) -> Result<String, RmError> {
+    let xid = wait_xid(bound).await?;
+    tracing::Span::current().record("xid", xid.as_str());
+    c.bind_xid(&xid)?;
+    Ok(xid)
 }
 
 /// The before image (`SELECT ... FOR UPDATE`) of an UPDATE or DELETE; none for an INSERT.

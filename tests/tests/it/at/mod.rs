@@ -7,6 +7,8 @@
 //!   FOR UPDATE against a held lock, pass-through outside a global transaction.
 //! - [`invariant`]: concurrent transfers across two databases with deliberate rollbacks.
 //! - [`new_kinds`]: an upsert, a multi-table UPDATE and a savepoint rollback through the TC.
+//! - [`overlapped_begin`]: statements that start while the GlobalBegin is on its way, and a
+//!   begin that fails under them.
 //!
 //! This file holds the fixture ([`Env`]: a TC, a TM client, an RM client with its AT resource
 //! manager) and the checks every test repeats: table contents, an empty `undo_log` once phase
@@ -15,6 +17,7 @@
 mod invariant;
 mod isolation;
 mod new_kinds;
+mod overlapped_begin;
 mod statements;
 
 use std::future::Future;
