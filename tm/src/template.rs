@@ -173,6 +173,8 @@ impl GlobalTx {
 
     /// Runs `f` as the propagation says. When this run begins the transaction, `f` runs with
     /// its XID bound; `Ok` commits, `Err` rolls back, a panic rolls back and then resumes.
+    /// `f` starts as soon as the begin is sent (see [`GlobalTx::overlap_begin`]); if the begin
+    /// fails, the result is its error, whatever `f` returned.
     ///
     /// A commit that fails is not followed by a rollback (as in Seata): an outcome-unknown
     /// commit may have committed, and one that never reached the TC leaves the transaction to
