@@ -241,3 +241,38 @@ async fn a_peer_that_stops_reading_times_callers_out() {
     }
     drop(held);
 }
+
+#[tokio::test]
+async fn a_request_arriving_while_the_server_closes_gets_a_failed_answer() {
+    let config = RpcConfig {
+        shutdown_grace: Duration::from_secs(2),
+        ..RpcConfig::server()
+    };
+    let (addr, server, token) = start_server(config).await;
+    let client = rpc::connect(&addr, RpcConfig::client(), Arc::new(rpc::NoRequests))
+        .await
+        .unwrap();
+    // In flight when the server starts closing: keeps the connection in its grace.
+    let in_flight = {
+        let c = client.clone();
+        tokio::spawn(async move { c.call(GlobalStatusRequest::default()).await })
+    };
+    while server.seen.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    token.cancel();
+    // Sent after the server stopped handling requests: refused with a failed answer, not
+    // left unread (which the client could only report as outcome unknown).
+    let r: GlobalBeginResponse = client.request(begin("late")).await.unwrap();
+    assert!(!r.result.is_success(), "{r:?}");
+    assert!(r.result.msg.contains("closing"), "{}", r.result.msg);
+    assert!(r.xid.is_empty());
+    assert_eq!(
+        server.seen.load(Ordering::SeqCst),
+        1,
+        "the late begin was handled"
+    );
+    // The request in flight is never answered; the grace ends the connection.
+    let err = in_flight.await.unwrap().unwrap_err();
+    assert!(err.is_undetermined(), "{err}");
+}

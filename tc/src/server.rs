@@ -348,6 +348,8 @@ pub async fn run(
                             admission.closed(conn.id());
                             drop(permit);
                             drop(ip_slot);
+                            // Shutdown waits (on `tracker`) for the answers of the grace.
+                            conn.finished().await;
                         });
                     }
                     Err(e) => warn!(%peer, error = %e, "could not set up connection"),

@@ -23,6 +23,7 @@ mod branch;
 mod global;
 mod lock;
 mod merged;
+mod refusal;
 mod register;
 mod undo_log;
 

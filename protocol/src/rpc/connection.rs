@@ -129,6 +129,8 @@ where
         pending: Pending::default(),
         closed: AtomicBool::new(false),
         token,
+        written_out: CancellationToken::new(),
+        read_out: CancellationToken::new(),
         inflight: TaskTracker::new(),
         request_timeout: config.request_timeout,
         write_timeout: config.write_timeout,
@@ -152,13 +154,31 @@ async fn read_loop<R>(
     let token = conn.shared.token.clone();
     let peer = conn.peer_addr();
     let slots = Arc::new(Semaphore::new(config.max_inflight.max(1)));
+    // Closing (shutdown, or the writer gave up): reading goes on until the writer is done, so
+    // answers to our own requests still arrive and a request that arrives meanwhile gets a
+    // failed answer (nothing done) instead of vanishing unread with its outcome unknown.
+    let mut closing = false;
+    // Once the writer has sent its FIN, what still arrives is read and dropped until the peer
+    // closes too (or `LINGER`): a socket closed with unread bytes sends a reset, and a reset
+    // can make the peer's kernel discard answers it has received but not yet handed over.
+    let mut linger_until = None;
     loop {
         let next = tokio::select! {
             biased;
-            _ = token.cancelled() => break,
+            _ = conn.shared.written_out.cancelled(), if linger_until.is_none() => {
+                linger_until = Some(tokio::time::Instant::now() + LINGER.min(config.shutdown_grace));
+                continue;
+            }
+            _ = token.cancelled(), if !closing => {
+                closing = true;
+                continue;
+            }
+            _ = sleep_until_some(linger_until) => break,
             next = read_next(&mut frames, &config) => next,
         };
         match next {
+            ReadOutcome::Frame(_) if linger_until.is_some() => {}
+            ReadOutcome::Frame(frame) if closing => refuse(frame, &conn).await,
             ReadOutcome::Frame(frame) => {
                 if let Err(reason) =
                     on_frame(frame, &conn, &handler, &slots, config.max_inflight).await
@@ -191,8 +211,59 @@ async fn read_loop<R>(
         }
     }
     token.cancel();
+    conn.shared.read_out.cancel();
     handler.on_closed(&conn);
 }
+
+/// Longest a closed connection is still read for the peer to close its side.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sleeps until `deadline`; never completes without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A frame read while the connection closes: responses and heartbeats as usual, a request
+/// answered with its failed answer (a one-way message, which has none, is dropped).
+async fn refuse(frame: RpcFrame, conn: &RpcHandle) {
+    match frame.message_type {
+        // Seata clients send merged batches one-way; their members still wait for answers.
+        MessageType::Request | MessageType::RequestOneway => {
+            let refusal = frame.body.as_ref().and_then(|m| {
+                debug!(peer = %conn.peer_addr(), request = m.name(), "request refused: connection closing");
+                m.refusal(CLOSING)
+            });
+            if let Some(reply) = refusal {
+                let _ = conn.queue_frame(RpcFrame::response_to(&frame, reply)).await;
+            }
+        }
+        MessageType::HeartbeatResponse => {}
+        MessageType::HeartbeatRequest => {
+            let _ = conn.queue_frame(RpcFrame::pong_to(&frame)).await;
+        }
+        MessageType::Response => complete(frame, conn),
+    }
+}
+
+/// Hands a response to the request waiting for it.
+fn complete(frame: RpcFrame, conn: &RpcHandle) {
+    let Some(body) = frame.body else {
+        return;
+    };
+    if !conn.shared.pending.complete(frame.request_id, body) {
+        debug!(
+            id = frame.request_id,
+            "response nobody waits for (late or unknown id)"
+        );
+    }
+}
+
+/// Why a request read while closing was refused.
+const CLOSING: &str = "the connection is closing (shutdown or dropped); the request was not \
+     handled, nothing was done: send it again";
 
 enum ReadOutcome {
     Frame(RpcFrame),
@@ -250,17 +321,7 @@ async fn on_frame(
             let _ = conn.queue_frame(RpcFrame::pong_to(&frame)).await;
         }
         MessageType::HeartbeatResponse => {}
-        MessageType::Response => {
-            let Some(body) = frame.body else {
-                return Ok(());
-            };
-            if !conn.shared.pending.complete(frame.request_id, body) {
-                debug!(
-                    id = frame.request_id,
-                    "response nobody waits for (late or unknown id)"
-                );
-            }
-        }
+        MessageType::Response => complete(frame, conn),
         MessageType::Request | MessageType::RequestOneway => {
             let Some(body) = frame.body else {
                 // Java ignores a request with an empty body; so do we.
@@ -491,6 +552,7 @@ async fn write_loop(mut rx: mpsc::Receiver<Command>, conn: RpcHandle, config: Rp
         SinkExt::<&RpcFrame>::close(&mut *sink),
     )
     .await;
+    conn.shared.written_out.cancel();
 }
 
 /// Runs one write, giving up after the write timeout: a peer that takes no bytes for that

@@ -46,6 +46,10 @@ pub(crate) struct Shared {
     pub(crate) pending: Pending,
     pub(crate) closed: AtomicBool,
     pub(crate) token: CancellationToken,
+    /// Cancelled once the writer has written its last frame and closed the write half.
+    pub(crate) written_out: CancellationToken,
+    /// Cancelled once the reader has stopped (after lingering for the peer to close).
+    pub(crate) read_out: CancellationToken,
     /// Handlers of inbound requests still running (their answers are awaited on close).
     pub(crate) inflight: TaskTracker,
     pub(crate) request_timeout: Duration,
@@ -270,6 +274,14 @@ impl RpcHandle {
     /// Completes when the connection has been closed (by either side).
     pub async fn closed(&self) {
         self.shared.token.cancelled().await;
+    }
+
+    /// Completes when the connection is gone for good: closed, the answers of its shutdown
+    /// grace written, and the peer's side closed too (or a second passed). A server waits for
+    /// this before its process exits, or the exit cuts those answers off.
+    pub async fn finished(&self) {
+        self.shared.written_out.cancelled().await;
+        self.shared.read_out.cancelled().await;
     }
 
     /// Requests waiting for a response on this connection.
