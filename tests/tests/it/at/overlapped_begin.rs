@@ -77,7 +77,12 @@ impl Relay {
 async fn open_when_modified(db: &TestDb, id: u64, relay: &watch::Sender<bool>) -> bool {
     let deadline = tokio::time::Instant::now() + PHASE_TWO_WAIT;
     let mut conn = db.plain().get_conn().await.expect("plain connection");
+    // InnoDB refreshes what `innodb_trx` shows only when it was last read over 100 ms ago:
+    // polling faster would see one snapshot for ever, and the first read of a round could
+    // see the previous round's transaction on the same pooled connection.
+    let fresh = Duration::from_millis(150);
     let seen = loop {
+        tokio::time::sleep(fresh).await;
         let modified: Option<u64> = conn
             .exec_first(
                 "SELECT trx_rows_modified FROM information_schema.innodb_trx \
@@ -92,9 +97,6 @@ async fn open_when_modified(db: &TestDb, id: u64, relay: &watch::Sender<bool>) -
         if tokio::time::Instant::now() > deadline {
             break false;
         }
-        // InnoDB refreshes what `innodb_trx` shows only when it was last read over 100 ms
-        // ago: polling faster would see the same snapshot for ever.
-        tokio::time::sleep(Duration::from_millis(150)).await;
     };
     relay.send_replace(true);
     seen
