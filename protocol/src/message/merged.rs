@@ -75,13 +75,20 @@ impl UnreadTail {
                     self.code
                 )
             };
-            GlobalStatusResponse {
-                result: TxResult::failed(TransactionExceptionCode::Unknown, msg),
-                global_status: GlobalStatus::UnKnown,
-            }
-            .into()
+            failed_member(msg)
         })
     }
+}
+
+/// The failed result holding the place of a merged member that gets no answer of its own
+/// type: a `GlobalStatusResponse` (status `UnKnown`) saying `msg`, so its sender sees a
+/// failure for that request, never a success.
+pub(crate) fn failed_member(msg: impl Into<String>) -> Message {
+    GlobalStatusResponse {
+        result: TxResult::failed(TransactionExceptionCode::Unknown, msg),
+        global_status: GlobalStatus::UnKnown,
+    }
+    .into()
 }
 
 /// TC → client: one result per request of a [`MergedWarpMessage`], same order.

@@ -2,6 +2,7 @@
 //! handled (a connection that is closing), in the response type its sender waits for, so
 //! the sender learns for certain that nothing was done instead of losing the answer.
 
+use super::merged::failed_member;
 use super::{
     BranchCommitResponse, BranchRegisterResponse, BranchReportResponse, BranchRollbackResponse,
     GlobalBeginResponse, GlobalCommitResponse, GlobalLockQueryResponse, GlobalReportResponse,
@@ -16,45 +17,33 @@ impl Message {
     /// (responses, one-way messages). A merged batch gets one refusal per member.
     pub fn refusal(&self, reason: &str) -> Option<Message> {
         let failed = |code| TxResult::failed(code, reason);
-        let status = |code| (failed(code), GlobalStatus::UnKnown);
+        let unknown = GlobalStatus::UnKnown;
         Some(match self {
             Message::GlobalBeginRequest(_) => GlobalBeginResponse {
                 result: failed(Code::BeginFailed),
                 ..GlobalBeginResponse::default()
             }
             .into(),
-            Message::GlobalCommitRequest(_) => {
-                let (result, global_status) = status(Code::Unknown);
-                GlobalCommitResponse {
-                    result,
-                    global_status,
-                }
-                .into()
+            Message::GlobalCommitRequest(_) => GlobalCommitResponse {
+                result: failed(Code::Unknown),
+                global_status: unknown,
             }
-            Message::GlobalRollbackRequest(_) => {
-                let (result, global_status) = status(Code::Unknown);
-                GlobalRollbackResponse {
-                    result,
-                    global_status,
-                }
-                .into()
+            .into(),
+            Message::GlobalRollbackRequest(_) => GlobalRollbackResponse {
+                result: failed(Code::Unknown),
+                global_status: unknown,
             }
-            Message::GlobalStatusRequest(_) => {
-                let (result, global_status) = status(Code::Unknown);
-                GlobalStatusResponse {
-                    result,
-                    global_status,
-                }
-                .into()
+            .into(),
+            Message::GlobalStatusRequest(_) => GlobalStatusResponse {
+                result: failed(Code::Unknown),
+                global_status: unknown,
             }
-            Message::GlobalReportRequest(_) => {
-                let (result, global_status) = status(Code::Unknown);
-                GlobalReportResponse {
-                    result,
-                    global_status,
-                }
-                .into()
+            .into(),
+            Message::GlobalReportRequest(_) => GlobalReportResponse {
+                result: failed(Code::Unknown),
+                global_status: unknown,
             }
+            .into(),
             Message::BranchRegisterRequest(_) => BranchRegisterResponse {
                 result: failed(Code::BranchRegisterFailed),
                 branch_id: 0,
@@ -98,7 +87,7 @@ impl Message {
                 msgs: batch
                     .msgs
                     .iter()
-                    .map(|m| m.refusal(reason).unwrap_or_else(|| unanswerable(reason)))
+                    .map(|m| m.refusal(reason).unwrap_or_else(|| failed_member(reason)))
                     .chain(batch.unread.iter().flat_map(UnreadTail::failed_answers))
                     .collect(),
             }
@@ -106,15 +95,6 @@ impl Message {
             _ => return None,
         })
     }
-}
-
-/// A merged member with no answer of its own still needs a failed result in its place.
-fn unanswerable(reason: &str) -> Message {
-    GlobalStatusResponse {
-        result: TxResult::failed(Code::Unknown, reason),
-        global_status: GlobalStatus::UnKnown,
-    }
-    .into()
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use super::handle::{Command, RpcHandle, Shared};
 use super::pending::{next_request_id, Pending};
 use crate::codec::SeataCodec;
 use crate::frame::RpcFrame;
-use crate::message::{MergeResultMessage, MergedWarpMessage, Message};
+use crate::message::{failed_member, MergeResultMessage, MergedWarpMessage, Message};
 use crate::types::MessageType;
 
 /// Serves requests a peer sends on a connection.
@@ -422,14 +422,9 @@ fn spawn_merged(
 /// The failed result of a merged member the handler gave no answer (a one-way or misplaced
 /// message): a result must hold its place in the batch.
 fn unanswered(name: &str) -> Message {
-    crate::message::GlobalStatusResponse {
-        result: crate::message::TxResult::failed(
-            crate::types::TransactionExceptionCode::Unknown,
-            format!("{name} is not served in a merged batch; nothing was done: send it alone"),
-        ),
-        global_status: crate::types::GlobalStatus::UnKnown,
-    }
-    .into()
+    failed_member(format!(
+        "{name} is not served in a merged batch; nothing was done: send it alone"
+    ))
 }
 
 /// Messages Seata clients put into merged batches.

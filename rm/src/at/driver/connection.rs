@@ -182,7 +182,10 @@ impl AtConnection {
                 }
             }
         }
-        let xid = bound.wait().await?.unwrap_or_default();
+        let xid = match bound {
+            BoundXid::Known(xid) => xid,
+            BoundXid::Pending(pending) => pending.wait().await?,
+        };
         match rec {
             Recognized::Many(parts) => self.run_many(&xid, parts).await,
             rec => self.run_one(&xid, sql, params, protocol, rec).await,
