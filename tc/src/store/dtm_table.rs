@@ -53,6 +53,16 @@ impl DtmTable {
         self.rows.insert(record.trans.gid.clone(), record);
     }
 
+    /// The highest id assigned or restored so far (0: none).
+    pub fn last_id(&self) -> i64 {
+        self.last_id.load(Ordering::Relaxed)
+    }
+
+    /// Raises the id high-water mark to `id` (recovery of a purged transaction's id).
+    pub fn observe_id(&self, id: i64) {
+        self.last_id.fetch_max(id, Ordering::Relaxed);
+    }
+
     /// Forgets one gid (recovery of a removal).
     pub fn remove(&self, gid: &str) {
         self.rows.remove(gid);

@@ -191,6 +191,13 @@ pub(super) fn write_snapshot(dir: &Path, n: u64, state: &State) -> Result<(), St
     for a in &state.audits {
         encode(&mut buf, &audit_record(a))?;
     }
+    // The replay saw the creates of transactions purged since: their ids stay used.
+    encode(
+        &mut buf,
+        &Record::DtmLastId {
+            id: state.dtm().last_id(),
+        },
+    )?;
     encode(
         &mut buf,
         &Record::SnapshotEndDtm {

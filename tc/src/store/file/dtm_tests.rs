@@ -562,6 +562,54 @@ async fn compaction_keeps_dtm_transactions_including_after_purge() {
     store.close().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_purged_transactions_id_is_not_handed_out_again_after_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.segment_bytes = 600;
+    let store = FileStore::open(opts.clone()).await.unwrap();
+    for n in 1..=3 {
+        create(&store, &saga(&format!("saga-{n}"))).await;
+    }
+    // The newest one finishes and is purged: no held transaction has the highest id.
+    let mut t = moved(&store, "saga-3", TransStatus::Succeed, T0 + 10);
+    t.finish_time = T0 + 10;
+    assert!(store.save(&t, TransStatus::Submitted, &[]).await.unwrap());
+    assert_eq!(store.purge(i64::MAX, 0).await.unwrap(), 1);
+    let highest = 3;
+    // Roll past the purge and compact: the create and the removal leave the log.
+    let rolled_at = scan(dir.path()).unwrap().segments.last().copied().unwrap();
+    while scan(dir.path()).unwrap().segments.last().copied().unwrap() == rolled_at {
+        write_all(&store, &history(9_000)).await;
+        submit(
+            &store,
+            &Record::GlobalRemove {
+                transaction_id: 9_000,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    wait_for_compaction(dir.path()).await;
+    store.close().await.unwrap();
+    drop(store);
+    let layout = scan(dir.path()).unwrap();
+    let (creates, _) = snapshot_dtm_count(dir.path(), *layout.snapshots.last().unwrap());
+    assert_eq!(creates, 2, "the purged one left the snapshot");
+    for n in layout.segments {
+        let bytes = std::fs::read(dir.path().join(segment_name(n))).unwrap();
+        assert!(
+            !records_of(&bytes).iter().any(|r| kind(r) == "create"),
+            "segment {n} still has a create"
+        );
+    }
+
+    let store = FileStore::open(opts).await.unwrap();
+    assert_eq!(held(&store).await.len(), 2);
+    assert!(create(&store, &saga("after")).await > highest);
+    store.close().await.unwrap();
+}
+
 fn snapshot_file(records: &[Record<'_>]) -> Vec<u8> {
     let mut bytes = SNAPSHOT_MAGIC.to_vec();
     for r in records {

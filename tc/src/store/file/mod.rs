@@ -21,7 +21,10 @@
 //!
 //! ```text
 //! segment    := "SEATAWAL" record*
-//! snapshot   := "SEATASNP" (global-add branch-add*)* dtm-create* snapshot-end-dtm
+//! snapshot   := "SEATASNP" (global-add branch-add*)* dtm-create* audit* dtm-last-id
+//!               snapshot-end-dtm
+//!             | "SEATASNP" (global-add branch-add*)* dtm-create* audit* snapshot-end-dtm
+//!                                                                   (older; still read)
 //!             | "SEATASNP" (global-add branch-add*)* snapshot-end    (older; still read)
 //! record     := length length-check version crc body
 //! length     := u32 LE     byte count of body, at most 16 MiB
@@ -50,6 +53,10 @@
 //!                      (`id` 0: not known; see recover.rs)
 //!  11 snapshot-end-dtm { sessions: u64, branches: u64, dtm_transactions: u64,
 //!                      dtm_branches: u64 }              last record of a snapshot only
+//!  12 audit          { at_ms: i64, actor, action, xid, branch_id: option i64, reason,
+//!                      status }                         an audited operator or RM event
+//!  13 dtm-last-id    { id: i64 }                        in a snapshot: the highest DTM id
+//!                      ever assigned, purged transactions' included
 //!
 //! dtm-trans  := { id: i64, gid, trans_type: word, status: word, protocol, query_prepared,
 //!                 custom_data, options: dtm-options, rollback_reason, result,

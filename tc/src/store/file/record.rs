@@ -110,6 +110,9 @@ pub(super) enum Record<'a> {
         reason: &'a str,
         status: &'a str,
     },
+    /// DTM: the highest transaction id ever assigned, purged ones included, so a reopened
+    /// store never hands out an id again (a snapshot holds only the unpurged transactions).
+    DtmLastId { id: i64 },
 }
 
 /// Why a record could not be framed.
@@ -432,6 +435,7 @@ mod tests {
                 reason: "row fixed by hand",
                 status: "RollbackFailed",
             },
+            Record::DtmLastId { id: i64::MAX },
         ]
     }
 
@@ -489,7 +493,7 @@ mod tests {
             .iter()
             .map(|r| postcard::to_allocvec(r).unwrap()[0])
             .collect();
-        assert_eq!(kinds, [0, 3, 1, 4, 5, 2, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(kinds, [0, 3, 1, 4, 5, 2, 6, 7, 8, 9, 10, 11, 12, 13]);
     }
 
     #[test]

@@ -254,6 +254,7 @@ impl State {
                 reason: reason.to_owned(),
                 status: status.to_owned(),
             }),
+            Record::DtmLastId { id } => self.dtm.observe_id(id),
             Record::DtmRemove { gid, id } => {
                 // Purge removes only finished rows, so an unfinished row, or one with another
                 // id, is a newer transaction that reused the gid in the purge window: keep it.
@@ -511,6 +512,7 @@ fn read_snapshot(path: &Path, state: &mut State) -> Result<(), StoreError> {
             r @ (Record::GlobalAdd { .. }
             | Record::BranchAdd { .. }
             | Record::DtmCreate { .. }
+            | Record::DtmLastId { .. }
             | Record::Audit { .. }) => {
                 state
                     .apply(r)

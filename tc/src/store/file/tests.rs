@@ -138,6 +138,7 @@ pub(super) async fn submit(store: &FileStore, r: &Record<'_>) -> Result<(), Stor
         | Record::DtmSave { .. }
         | Record::DtmBranches { .. }
         | Record::DtmRemove { .. }
+        | Record::DtmLastId { .. }
         | Record::Audit { .. } => unreachable!("not a Seata session write"),
     }
 }
