@@ -33,8 +33,6 @@ pub struct Report {
     pub breaches: Vec<String>,
     /// `undo_log` rows (status Normal) left in both banks; each is a breach.
     pub undo_left: i64,
-    /// Always 0: rows of acknowledged commits are no longer excused (see the module docs).
-    pub undo_orphans: i64,
 }
 
 /// Checks the journal against both banks and what the TC still holds.
@@ -210,7 +208,6 @@ mod tests {
         let b = bank(&[(0, 105)], &[(1, 0, 5)]);
         let r = check(&j, &a, &b, 200, 100, Held::default());
         assert_eq!(r.undo_left, 2);
-        assert_eq!(r.undo_orphans, 0);
         assert_eq!(r.breaches, vec!["bank A: 2 undo_log rows of x:1:1 left"]);
     }
 

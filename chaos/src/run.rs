@@ -403,11 +403,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         );
     }
     println!(
-        "chaos: undo_log rows of acknowledged commits left by killed workers (final data, \
-         removed by the age-based cleanup): {}",
-        report.undo_orphans
-    );
-    println!(
         "chaos: undo_log GlobalFinished markers (rollbacks that found no undo log; not pending \
          work): {}",
         a.markers + b.markers

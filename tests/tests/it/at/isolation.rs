@@ -284,7 +284,9 @@ async fn outside_a_global_transaction_statements_pass_through() {
     // The UPDATE and the second SHOW STATUS.
     assert_eq!(delta(&before, &after, "Questions"), 2);
 
-    // Statements AT mode refuses inside a global transaction are fine outside one.
+    // Outside a global transaction every statement passes through untouched: those AT mode
+    // images specially inside one (ON DUPLICATE KEY UPDATE, REPLACE) and those it refuses
+    // there (a key change, a table without a primary key).
     for sql in [
         "INSERT INTO account VALUES (1, 'a', 0) ON DUPLICATE KEY UPDATE balance = balance + 1",
         "REPLACE INTO account VALUES (3, 'c', 300)",
