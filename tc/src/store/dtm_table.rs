@@ -129,18 +129,19 @@ impl DtmTable {
     }
 
     /// See [`DtmStore::add_branches`](super::dtm::DtmStore::add_branches); `log` runs only
-    /// when the ops are added.
-    pub fn add_branches<R>(
+    /// when the ops are to be added, with the row as it stands, and an error from it adds
+    /// nothing (a file store refusing a transaction it could no longer snapshot).
+    pub fn add_branches<R, E>(
         &self,
         gid: &str,
         branches: &[Branch],
-        log: impl FnOnce() -> R,
-    ) -> (BranchesAdded, Option<R>) {
+        log: impl FnOnce(&TransRecord) -> Result<R, E>,
+    ) -> Result<(BranchesAdded, Option<R>), E> {
         let Some(mut row) = self.rows.get_mut(gid) else {
-            return (BranchesAdded::NotPrepared(None), None);
+            return Ok((BranchesAdded::NotPrepared(None), None));
         };
         if row.trans.status != TransStatus::Prepared {
-            return (BranchesAdded::NotPrepared(Some(row.trans.status)), None);
+            return Ok((BranchesAdded::NotPrepared(Some(row.trans.status)), None));
         }
         let mut existing = 0;
         for b in branches {
@@ -150,12 +151,12 @@ impl DtmTable {
                     .get(i)
                     .is_some_and(|s| s.url == b.url && s.bin_data == b.bin_data);
                 if !same {
-                    return (
+                    return Ok((
                         BranchesAdded::Conflict {
                             branch_id: b.branch_id.clone(),
                         },
                         None,
-                    );
+                    ));
                 }
                 existing += 1;
             }
@@ -163,7 +164,7 @@ impl DtmTable {
         if existing > 0 {
             // All of them identical (a retried registration) or some present, some not:
             // the latter cannot come from one registration, so treat it as a conflict.
-            return if existing == branches.len() {
+            return Ok(if existing == branches.len() {
                 (BranchesAdded::Identical, None)
             } else {
                 (
@@ -175,11 +176,11 @@ impl DtmTable {
                     },
                     None,
                 )
-            };
+            });
         }
-        let logged = log();
+        let logged = log(&row)?;
         row.branches.extend(branches.iter().cloned());
-        (BranchesAdded::Added, Some(logged))
+        Ok((BranchesAdded::Added, Some(logged)))
     }
 
     /// See [`DtmStore::due`](super::dtm::DtmStore::due).
@@ -295,6 +296,11 @@ mod tests {
     use super::*;
     use crate::dtm::model::{BranchStatus, Op, TransOptions, TransType};
 
+    /// A `log` hook that lets every addition through.
+    fn ok(_: &TransRecord) -> Result<(), ()> {
+        Ok(())
+    }
+
     fn record(gid: &str, status: TransStatus) -> TransRecord {
         TransRecord {
             trans: Trans {
@@ -382,26 +388,32 @@ mod tests {
             op("01", Op::Cancel, "http://x/cancel"),
             op("01", Op::Confirm, "http://x/confirm"),
         ];
-        assert_eq!(t.add_branches("a", &ops, || ()).0, BranchesAdded::Added);
-        assert_eq!(t.add_branches("a", &ops, || ()).0, BranchesAdded::Identical);
+        assert_eq!(
+            t.add_branches("a", &ops, ok).unwrap().0,
+            BranchesAdded::Added
+        );
+        assert_eq!(
+            t.add_branches("a", &ops, ok).unwrap().0,
+            BranchesAdded::Identical
+        );
         let other = [
             op("01", Op::Cancel, "http://y/cancel"),
             op("01", Op::Confirm, "http://x/confirm"),
         ];
         assert_eq!(
-            t.add_branches("a", &other, || ()).0,
+            t.add_branches("a", &other, ok).unwrap().0,
             BranchesAdded::Conflict {
                 branch_id: "01".into()
             }
         );
         assert_eq!(t.get("a").unwrap().branches.len(), 2);
         assert_eq!(
-            t.add_branches("zz", &ops, || ()).0,
+            t.add_branches("zz", &ops, ok).unwrap().0,
             BranchesAdded::NotPrepared(None)
         );
         t.create(&record("s", TransStatus::Submitted), |_| ());
         assert_eq!(
-            t.add_branches("s", &ops, || ()).0,
+            t.add_branches("s", &ops, ok).unwrap().0,
             BranchesAdded::NotPrepared(Some(TransStatus::Submitted))
         );
     }

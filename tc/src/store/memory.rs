@@ -127,7 +127,11 @@ impl DtmStore for MemoryStore {
         gid: &'a str,
         branches: &'a [Branch],
     ) -> StoreFuture<'a, BranchesAdded> {
-        ready(Ok(self.dtm.add_branches(gid, branches, || ()).0))
+        ready(
+            self.dtm
+                .add_branches(gid, branches, |_| Ok(()))
+                .map(|(added, _)| added),
+        )
     }
 
     fn due(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<String>> {

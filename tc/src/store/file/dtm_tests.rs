@@ -341,8 +341,20 @@ async fn oversized_dtm_transaction_is_refused_without_a_trace() {
     assert!(err.to_string().contains("over the"), "{err}");
     assert!(store.get("t1").await.unwrap().unwrap().branches.is_empty());
     assert_eq!(store.stats().records, 1);
+    // Ops registered one call at a time, each small enough for its own record: the one that
+    // would make the whole transaction too large for a snapshot is refused, nothing added.
+    let mut half = op("b1", Op::Confirm, 1);
+    half.bin_data = vec![b'x'; record::MAX_BODY_LEN / 2];
+    store.add_branches("t1", &[half.clone()]).await.unwrap();
+    half.branch_id = "b2".into();
+    let err = store.add_branches("t1", &[half]).await.unwrap_err();
+    assert!(err.to_string().contains("over the"), "{err}");
+    let ops: Vec<_> = store.get("t1").await.unwrap().unwrap().branches;
+    assert_eq!(ops.len(), 1);
+    assert_eq!(store.stats().records, 2);
     let store = reopen(store, dir.path()).await;
     assert_eq!(held(&store).await.len(), 1);
+    assert_eq!(store.get("t1").await.unwrap().unwrap().branches.len(), 1);
     store.close().await.unwrap();
 }
 

@@ -91,6 +91,11 @@
 //! table may hold changes the log lacks, so DTM reads are refused too, not only writes, and a
 //! restart recovers what is durable.
 //!
+//! A snapshot writes each DTM transaction as one record, so a transaction must stay within
+//! the record size limit whole: registering ops that would take it past, though each call's
+//! own record is small, is refused (a transaction no snapshot can hold would stop every
+//! compaction and let the log grow without bound).
+//!
 //! # Durability
 //!
 //! A write resolves once its record is written and, with `sync = fsync`, `fdatasync`ed; the
@@ -108,8 +113,8 @@
 //! newest segment may hold a record cut short by a crash (an incomplete header or body, a bad
 //! crc on the very last record, or zeros): it was never acknowledged, so it is cut off. Any
 //! other damage stops start-up with [`StoreError::Corrupt`] naming the file and byte offset.
-//! New DTM ids continue after the highest id replayed (a purged transaction's id counts until
-//! compaction drops its records).
+//! New DTM ids continue after the highest ever assigned: the creates replayed, and a
+//! snapshot's dtm-last-id for the transactions purged before it.
 //! Open always starts a new segment and, when older segments exist, compacts them in the
 //! background, so start-up replays at most one snapshot plus the segments since the last
 //! compaction.
@@ -387,6 +392,17 @@ async fn durable(done: oneshot::Receiver<wal::Outcome>) -> Result<(), StoreError
     })
 }
 
+/// Whether the transaction `row` still fits one record once `more` ops are added: a snapshot
+/// writes each DTM transaction whole, and one it cannot write stops every compaction.
+fn snapshot_fits(row: &TransRecord, more: &[Branch]) -> Result<(), record::EncodeError> {
+    let mut branches = DtmBranch::all(&row.branches);
+    branches.extend(more.iter().map(DtmBranch::of));
+    record::check_size(&Record::DtmCreate {
+        trans: DtmTrans::of(&row.trans),
+        branches,
+    })
+}
+
 fn unframable(e: record::EncodeError) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -610,10 +626,14 @@ impl DtmStore for FileStore {
             Ok(f) => f,
             Err(e) => return ready(Err(unframable(e))),
         };
-        let (added, queued) = self
-            .dtm
-            .add_branches(gid, branches, || self.shared.submit_framed(&framed));
-        answer_when_durable(added, queued)
+        let added = self.dtm.add_branches(gid, branches, |row| {
+            snapshot_fits(row, branches)?;
+            Ok(self.shared.submit_framed(&framed))
+        });
+        match added {
+            Ok((added, queued)) => answer_when_durable(added, queued),
+            Err(e) => ready(Err(unframable(e))),
+        }
     }
 
     fn due(&self, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<String>> {

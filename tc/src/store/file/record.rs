@@ -198,6 +198,16 @@ pub(super) fn frame(record: &Record<'_>) -> Result<Vec<u8>, EncodeError> {
     Ok(buf)
 }
 
+/// Whether `record` would frame within [`MAX_BODY_LEN`], without encoding it.
+pub(super) fn check_size(record: &Record<'_>) -> Result<(), EncodeError> {
+    let len = postcard::serialize_with_flavor(record, postcard::ser_flavors::Size::default())
+        .map_err(EncodeError::Postcard)?;
+    if len > MAX_BODY_LEN {
+        return Err(EncodeError::TooLarge(len));
+    }
+    Ok(())
+}
+
 /// CRC-32 of `length ‖ version ‖ body`.
 fn crc_of(length: u32, version: u8, body: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();

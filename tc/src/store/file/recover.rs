@@ -224,7 +224,11 @@ impl State {
             }
             Record::DtmBranches { gid, branches } => {
                 let branches = DtmBranch::all_to_model(&branches)?;
-                match self.dtm.add_branches(gid, &branches, || ()).0 {
+                let added = self
+                    .dtm
+                    .add_branches(gid, &branches, |_| Ok::<_, String>(()))?
+                    .0;
+                match added {
                     BranchesAdded::Added => {}
                     // Unknown gid: as for a save above.
                     BranchesAdded::NotPrepared(None) => {}
