@@ -99,7 +99,8 @@ impl RmClient {
     }
 
     /// The AT resource manager of this client (created on first call; later calls return the
-    /// same one and ignore `config`). Keep the returned `Arc`: the client holds it weakly.
+    /// same one and ignore `config`). The client holds it weakly (it holds the client); the
+    /// data sources made from it keep it alive, so phase two reaches it while they are in use.
     pub fn at(self: &Arc<Self>, config: AtConfig) -> Result<Arc<AtResourceManager>, RmError> {
         if let Some(existing) = self.dispatcher.at.get().and_then(Weak::upgrade) {
             return Ok(existing);
@@ -118,7 +119,7 @@ impl RmClient {
     /// Adds a MySQL database as an AT resource of `at` and announces it to the TC.
     pub async fn at_data_source(
         &self,
-        at: &AtResourceManager,
+        at: &Arc<AtResourceManager>,
         opts: impl Into<mysql_async::Opts>,
     ) -> Result<DataSourceProxy, RmError> {
         let ds = at.data_source(opts);
@@ -461,9 +462,10 @@ impl Dispatcher {
             }
             (t, _) => {
                 // The AT manager is held weakly (it holds this client): an application that
-                // dropped the `Arc` from `RmClient::at` can no longer finish its branches.
+                // dropped it and every data source made from it can no longer finish its
+                // branches.
                 let hint = if t == BranchType::At {
-                    "; keep the Arc<AtResourceManager> returned by RmClient::at alive for as \
+                    "; keep a data source of RmClient::at (or the manager itself) alive for as \
                      long as the service runs"
                 } else {
                     "; register the resource on this RM before the TC needs it"

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::bail;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, Pool};
-use seata_rm::at::{AtConfig, AtResourceManager, DataSourceProxy};
+use seata_rm::at::{AtConfig, DataSourceProxy};
 use seata_rm::client::RmClient;
 use seata_rm::xa::xid::BranchXid;
 use seata_rm::xa::XaDataSource;
@@ -66,9 +66,8 @@ pub enum Kind {
 /// One bank: its database in the mode it was opened in.
 #[derive(Clone)]
 pub enum Bank {
-    /// AT mode; the manager is kept because the RM client holds it weakly (without it, phase
-    /// two finds no AT resource).
-    At(DataSourceProxy, Arc<AtResourceManager>),
+    /// AT mode (the data source keeps its AT manager alive for phase two).
+    At(DataSourceProxy),
     /// TCC mode.
     Tcc(TccAccounts),
     /// XA mode.
@@ -78,7 +77,7 @@ pub enum Bank {
 impl std::fmt::Debug for Bank {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Bank::At(ds, _) => f.debug_tuple("At").field(ds).finish(),
+            Bank::At(ds) => f.debug_tuple("At").field(ds).finish(),
             Bank::Tcc(t) => f.debug_tuple("Tcc").field(t).finish(),
             Bank::Xa(xa) => f.debug_tuple("Xa").field(xa).finish(),
         }
@@ -97,7 +96,7 @@ impl Bank {
             Kind::At => {
                 // One AT manager per RM client: a second call returns the first.
                 let at = rm.at(AtConfig::default())?;
-                Bank::At(rm.at_data_source(&at, opts).await?, at)
+                Bank::At(rm.at_data_source(&at, opts).await?)
             }
             Kind::Tcc => Bank::Tcc(TccAccounts::register(rm, db, Pool::new(opts)).await?),
             Kind::Xa => Bank::Xa(rm.xa_data_source(opts).await?),
@@ -116,7 +115,7 @@ impl Bank {
     /// A plain pool on the bank's database (outside any branch).
     pub fn pool(&self) -> &Pool {
         match self {
-            Bank::At(ds, _) => ds.pool(),
+            Bank::At(ds) => ds.pool(),
             Bank::Tcc(t) => t.fence.pool(),
             Bank::Xa(xa) => xa.pool(),
         }
@@ -127,7 +126,7 @@ impl Bank {
     /// [`Refused::Overdrawn`] if the account would go below zero; the caller then rolls back.
     pub async fn apply(&self, id: usize, delta: i64) -> anyhow::Result<()> {
         match self {
-            Bank::At(ds, _) => {
+            Bank::At(ds) => {
                 // Its own local transaction and AT branch; the read sees our phase-one write.
                 let mut conn = ds.get_conn().await?;
                 conn.exec_drop(MOVE, (delta, id)).await?;

@@ -1,10 +1,13 @@
 //! Phase-two commit answers only once the branch's undo log is deleted: an acknowledged
 //! commit never leaves an undo_log row behind, even if the RM dies right after answering.
 
+use std::sync::Arc;
+
 use seata_protocol::BranchStatus;
+use seata_rm::at::{AtConfig, AtResourceManager};
 use seata_tm::context::with_xid;
 
-use crate::harness::TestDb;
+use crate::harness::{FakeTc, TestDb};
 
 const ACCOUNT: &str = "CREATE TABLE account_tbl (id INT PRIMARY KEY, money INT)";
 
@@ -97,5 +100,51 @@ async fn failed_undo_delete_answers_retryable_and_the_retry_commits() {
         BranchStatus::PhaseTwoCommitted
     );
     assert_eq!(undo_of(&db, *branch).await, 0);
+    db.cleanup().await;
+}
+
+/// The RM client reaches the AT manager through a weak reference (the manager holds the
+/// client), so the application's data source is what keeps it alive: phase two still finds
+/// it after the application dropped the manager, while a data source or one of its
+/// connections lives, and nothing keeps it alive after those are gone.
+#[tokio::test]
+async fn a_data_source_keeps_its_manager_alive_for_phase_two_and_no_longer() {
+    let db = TestDb::new(&[ACCOUNT]).await;
+    db.run("INSERT INTO account_tbl VALUES (1, 100)").await;
+    let tc = FakeTc::new();
+    let rm = AtResourceManager::new(tc.clone(), AtConfig::default()).unwrap();
+    let ds = rm.data_source(db.opts());
+    let weak = Arc::downgrade(&rm);
+    drop(rm);
+    let mut conn = ds.get_conn().await.unwrap();
+    let rid = ds.resource_id().to_string();
+    drop(ds);
+    with_xid("192.168.0.2:8091:4000000", async {
+        conn.exec_drop(
+            "UPDATE account_tbl SET money = money - 7 WHERE id = ?",
+            (1,),
+        )
+        .await
+        .unwrap();
+    })
+    .await;
+    let (xid, branch) = tc.last_branch();
+    let rm = weak
+        .upgrade()
+        .expect("the manager went away while a connection of its data source lives");
+    assert_eq!(
+        rm.branch_rollback(&xid, branch, &rid).await,
+        BranchStatus::PhaseTwoRollbacked
+    );
+    assert_eq!(
+        db.count("SELECT money FROM account_tbl WHERE id = 1").await,
+        100
+    );
+    drop(rm);
+    drop(conn);
+    assert!(
+        weak.upgrade().is_none(),
+        "the manager outlived every data source: something holds it in a cycle"
+    );
     db.cleanup().await;
 }

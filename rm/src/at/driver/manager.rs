@@ -87,18 +87,20 @@ impl AtResourceManager {
         }))
     }
 
-    /// Registers a MySQL database as an AT resource, with a new pool for `opts`.
-    pub fn data_source(&self, opts: impl Into<Opts>) -> DataSourceProxy {
+    /// Registers a MySQL database as an AT resource, with a new pool for `opts`. The data
+    /// source keeps this manager alive.
+    pub fn data_source(self: &Arc<Self>, opts: impl Into<Opts>) -> DataSourceProxy {
         let opts = opts.into();
         self.data_source_with_pool(Pool::new(opts.clone()), &opts)
     }
 
     /// Registers a MySQL database as an AT resource over an existing pool built from `opts`.
-    pub fn data_source_with_pool(&self, pool: Pool, opts: &Opts) -> DataSourceProxy {
+    /// The data source keeps this manager alive.
+    pub fn data_source_with_pool(self: &Arc<Self>, pool: Pool, opts: &Opts) -> DataSourceProxy {
         let ds = DataSourceProxy::new(pool, opts, self.tc.clone(), self.config.clone());
         self.sources
             .insert(ds.resource_id().to_string(), ds.clone());
-        ds
+        ds.owned_by(self.clone())
     }
 
     /// The resource ids to announce to the TC (RegisterRM).

@@ -73,10 +73,15 @@ impl DataSource {
 
 /// An AT-mode data source. Cheap to clone; get one from
 /// [`AtResourceManager::data_source`](crate::at::AtResourceManager::data_source); connections come
-/// from `get_conn` (in `connection.rs`).
+/// from `get_conn` (in `connection.rs`). The copies handed to the application keep their AT
+/// resource manager alive, which phase two needs for as long as the data source is in use.
 #[derive(Clone)]
 pub struct DataSourceProxy {
     pub(crate) inner: Arc<DataSource>,
+    /// The manager that made it, in the application's copies only (the manager's own copy
+    /// without it, or the two would keep each other alive). Type-erased: the manager's file
+    /// depends on this one, not the other way round.
+    owner: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl std::fmt::Debug for DataSourceProxy {
@@ -109,7 +114,14 @@ impl DataSourceProxy {
                 default_db_trusted,
                 moved_sessions: DashSet::new(),
             }),
+            owner: None,
         }
+    }
+
+    /// This data source, keeping `owner` alive while any clone of it lives.
+    pub(crate) fn owned_by(mut self, owner: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.owner = Some(owner);
+        self
     }
 
     /// The resource id (`jdbc:mysql://host:port/db`) used with the TC.
