@@ -484,6 +484,23 @@ async fn dtm_round(store: &FileStore, n: i64) {
     }
 }
 
+/// Writes (and removes) a Seata session until the store starts a new segment, which makes it
+/// compact the ones before; returns the records written.
+async fn roll_segment(store: &FileStore, dir: &Path) -> Vec<Record<'static>> {
+    let mut written = Vec::new();
+    let rolled_at = scan(dir).unwrap().segments.last().copied().unwrap();
+    while scan(dir).unwrap().segments.last().copied().unwrap() == rolled_at {
+        let h = history(9_000);
+        write_all(store, &h).await;
+        written.extend(h);
+        written.push(Record::GlobalRemove {
+            transaction_id: 9_000,
+        });
+        submit(store, written.last().unwrap()).await.unwrap();
+    }
+    written
+}
+
 /// Snapshot `n`'s records, which must include DTM transactions.
 fn snapshot_dtm_count(dir: &Path, n: u64) -> (usize, u64) {
     let bytes = std::fs::read(dir.join(snapshot_name(n))).unwrap();
@@ -552,16 +569,7 @@ async fn compaction_keeps_dtm_transactions_including_after_purge() {
     let after = held(&store).await;
     assert!(after.iter().all(|r| !r.trans.status.is_finished()));
     assert_eq!(after.len(), before.len() - finished + 11);
-    let rolled_at = scan(dir.path()).unwrap().segments.last().copied().unwrap();
-    while scan(dir.path()).unwrap().segments.last().copied().unwrap() == rolled_at {
-        let h = history(9_000);
-        write_all(&store, &h).await;
-        seata.extend(h);
-        seata.push(Record::GlobalRemove {
-            transaction_id: 9_000,
-        });
-        submit(&store, seata.last().unwrap()).await.unwrap();
-    }
+    seata.extend(roll_segment(&store, dir.path()).await);
     wait_for_compaction(dir.path()).await;
     store.close().await.unwrap();
     drop(store);
@@ -590,18 +598,7 @@ async fn a_purged_transactions_id_is_not_handed_out_again_after_compaction() {
     assert_eq!(store.purge(i64::MAX, 0).await.unwrap(), 1);
     let highest = 3;
     // Roll past the purge and compact: the create and the removal leave the log.
-    let rolled_at = scan(dir.path()).unwrap().segments.last().copied().unwrap();
-    while scan(dir.path()).unwrap().segments.last().copied().unwrap() == rolled_at {
-        write_all(&store, &history(9_000)).await;
-        submit(
-            &store,
-            &Record::GlobalRemove {
-                transaction_id: 9_000,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    roll_segment(&store, dir.path()).await;
     wait_for_compaction(dir.path()).await;
     store.close().await.unwrap();
     drop(store);
