@@ -679,6 +679,24 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Rebuilds the give-up mark of a recovered rolling-back session from the audit records,
+    /// so a rollback that a restart cut after an operator gave a branch up still ends failed.
+    pub(super) async fn note_given_up(&self, session: &GlobalSession) {
+        let audits = match self.store.audits(Some(&session.xid), 0).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(xid = %session.xid, error = %e,
+                    "cannot read the audit records; a branch given up before the restart would end the transaction Rollbacked");
+                return;
+            }
+        };
+        for a in audits.iter().filter(|a| a.action == "give-up") {
+            if let Some(branch_id) = a.branch_id {
+                self.notes.gave_up(session.transaction_id, branch_id);
+            }
+        }
+    }
+
     /// Rebuilds the unretryable marks of a recovered session from its stored branch statuses.
     pub(super) fn note_recovered(&self, session: &GlobalSession) {
         let st = session.lock();

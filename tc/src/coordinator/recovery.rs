@@ -277,6 +277,9 @@ impl Coordinator {
         if kept_failure {
             self.note_recovered(&session);
         }
+        if phase == Phase::Rollback {
+            self.note_given_up(&session).await;
+        }
         self.sessions.insert(tid, session);
         match (status, phase) {
             (GlobalStatus::AsyncCommitting, _) => {

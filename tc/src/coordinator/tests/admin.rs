@@ -55,6 +55,43 @@ async fn give_up_of_a_dirty_branch_rolls_the_others_back_and_ends_failed() {
     assert!(!again.changed);
 }
 
+/// The give-up is durable (its audit record); the rollback of the other branches that follows
+/// it may be cut by a restart, and the transaction must still end failed, not Rollbacked.
+#[tokio::test]
+async fn a_give_up_cut_by_a_restart_still_ends_the_transaction_failed() {
+    use crate::store::file::{FileStore, FileStoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let options = FileStoreOptions::new(dir.path(), crate::config::SyncMode::Fsync);
+    let store = Arc::new(FileStore::open(options.clone()).await.unwrap());
+    let (c, gw) = setup_with(store.clone()).await;
+    let xid = begin(&c).await;
+    register_ok(&c, &xid, BranchType::At, "db0", "t:0").await;
+    let dirty = register_ok(&c, &xid, BranchType::At, "db1", "t:1").await;
+    gw.answer("db1", Ok(BranchStatus::PhaseTwoRollbackFailedUnretryable));
+    assert_eq!(rollback(&c, &xid).await, GlobalStatus::RollbackFailed);
+    c.admin_give_up(&xid, dirty, "fixed by hand", "ops")
+        .await
+        .unwrap();
+    assert_eq!(status(&c, &xid).await, GlobalStatus::RollbackRetrying);
+    // The TC stops before db0 is rolled back.
+    drop(c);
+    store.close().await.unwrap();
+    drop(store);
+
+    let store = Arc::new(FileStore::open(options).await.unwrap());
+    let (c, gw) = setup_with(store.clone()).await;
+    let tid = id::transaction_id_of(&xid).unwrap();
+    let session = c.sessions.get(&tid).map(|s| s.clone()).expect("recovered");
+    assert_eq!(session.status(), GlobalStatus::RollbackRetrying);
+    assert_eq!(
+        c.drive_rollback(&session, id::now_ms()).await,
+        GlobalStatus::RollbackFailed
+    );
+    assert_eq!(gw.calls(), [rb("db0")]);
+    assert_eq!(status(&c, &xid).await, GlobalStatus::Finished);
+    store.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn retry_resumes_a_failed_rollback_once_the_data_is_fixed() {
     let (c, gw) = setup().await;
