@@ -70,10 +70,19 @@ impl Spans {
 
 #[tokio::test]
 async fn request_paths_and_phase_two_carry_the_xid_and_branch_id() {
+    // Other tests of this binary run on other threads without a subscriber. With a single
+    // registered dispatcher tracing decides a callsite's interest, for every thread, from the
+    // default of the thread that first reaches it: a span first reached by another test was
+    // cached "never" and this test saw none of it (about one run in fifteen). A second live
+    // dispatcher makes that decision ask all of them; rebuilding the cache before each step
+    // also covers a callsite whose registration raced the switch.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
     let spans = Spans::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let fresh = tracing::callsite::rebuild_interest_cache;
     let (c, gw) = setup().await;
+    fresh();
 
     let xid = begin(&c).await;
     spans.assert_has("begin", &xid, None);
@@ -102,15 +111,18 @@ async fn request_paths_and_phase_two_carry_the_xid_and_branch_id() {
     // A retryable answer, then the retry job's pass: both phase-two calls and the retry pass
     // carry the XID.
     gw.answer("db", Ok(BranchStatus::PhaseTwoRollbackFailedRetryable));
+    fresh();
     assert_eq!(rollback(&c, &xid).await, GlobalStatus::RollbackRetrying);
     spans.assert_has("rollback", &xid, None);
     spans.assert_has("branch_rollback", &xid, Some(branch));
+    fresh();
     c.run_retry_queue(RetryQueue::RetryRollbacking, id::now_ms() + 3_600_000)
         .await;
     spans.assert_has("phase_two_retry", &xid, None);
 
     let xid2 = begin(&c).await;
     let b2 = register_ok(&c, &xid2, BranchType::Tcc, "tcc", "").await;
+    fresh();
     commit(&c, &xid2).await;
     spans.assert_has("commit", &xid2, None);
     spans.assert_has("branch_commit", &xid2, Some(b2));
