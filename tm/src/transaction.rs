@@ -243,6 +243,12 @@ mod tests {
     }
 
     fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        // With one registered dispatcher, tracing caches a callsite's interest, for every
+        // thread, from the default of the thread that reaches it first: another test (no
+        // subscriber) reaching the warning first would hide it from this one. A second
+        // dispatcher kept for the process makes tracing ask all of them.
+        static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        SECOND.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
         let logs = Logs::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
