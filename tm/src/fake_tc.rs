@@ -115,8 +115,22 @@ impl State {
 }
 
 /// The outcome of a scripted request: an answer or a dropped connection.
-fn scripted(script: &Mutex<VecDeque<Answer>>) -> Option<Answer> {
-    script.lock().unwrap().pop_front()
+/// The next scripted answer if one is queued (a scripted drop closes `conn` and answers
+/// nothing), else the normal one.
+fn scripted_or(
+    script: &Mutex<VecDeque<Answer>>,
+    conn: &RpcHandle,
+    reply: impl FnOnce(TxResult, GlobalStatus) -> Message,
+    normal: impl FnOnce() -> Message,
+) -> Option<Message> {
+    match script.lock().unwrap().pop_front() {
+        Some(Answer::DropConnection) => {
+            conn.close();
+            None
+        }
+        Some(Answer::Reply(result, status)) => Some(reply(result, status)),
+        None => Some(normal()),
+    }
 }
 
 impl RequestHandler for State {
@@ -139,21 +153,19 @@ impl RequestHandler for State {
             Message::GlobalBeginRequest(_) => {
                 self.begins.fetch_add(1, Ordering::SeqCst);
                 let gate = self.begin_gate.lock().unwrap().clone();
-                let reply = match scripted(&self.begin_script) {
-                    Some(Answer::DropConnection) => {
-                        conn.close();
-                        None
-                    }
-                    Some(Answer::Reply(result, _)) => Some(
+                let reply = scripted_or(
+                    &self.begin_script,
+                    &conn,
+                    |result, _| {
                         GlobalBeginResponse {
                             result,
                             xid: String::new(),
                             extra_data: String::new(),
                         }
-                        .into(),
-                    ),
-                    None => Some(self.begin()),
-                };
+                        .into()
+                    },
+                    || self.begin(),
+                );
                 return Box::pin(async move {
                     if let Some(gate) = gate {
                         gate.acquire().await.unwrap().forget();
@@ -163,49 +175,35 @@ impl RequestHandler for State {
             }
             Message::GlobalCommitRequest(req) => {
                 self.commits.fetch_add(1, Ordering::SeqCst);
-                match scripted(&self.commit_script) {
-                    Some(Answer::DropConnection) => {
-                        conn.close();
-                        None
+                let reply = |result, global_status| {
+                    GlobalCommitResponse {
+                        result,
+                        global_status,
                     }
-                    Some(Answer::Reply(result, global_status)) => Some(
-                        GlobalCommitResponse {
-                            result,
-                            global_status,
-                        }
-                        .into(),
-                    ),
-                    None => Some(
-                        GlobalCommitResponse {
-                            result: TxResult::success(),
-                            global_status: self.end(&req.xid, GlobalStatus::Committed),
-                        }
-                        .into(),
-                    ),
-                }
+                    .into()
+                };
+                scripted_or(&self.commit_script, &conn, reply, || {
+                    reply(
+                        TxResult::success(),
+                        self.end(&req.xid, GlobalStatus::Committed),
+                    )
+                })
             }
             Message::GlobalRollbackRequest(req) => {
                 self.rollbacks.fetch_add(1, Ordering::SeqCst);
-                match scripted(&self.rollback_script) {
-                    Some(Answer::DropConnection) => {
-                        conn.close();
-                        None
+                let reply = |result, global_status| {
+                    GlobalRollbackResponse {
+                        result,
+                        global_status,
                     }
-                    Some(Answer::Reply(result, global_status)) => Some(
-                        GlobalRollbackResponse {
-                            result,
-                            global_status,
-                        }
-                        .into(),
-                    ),
-                    None => Some(
-                        GlobalRollbackResponse {
-                            result: TxResult::success(),
-                            global_status: self.end(&req.xid, GlobalStatus::Rollbacked),
-                        }
-                        .into(),
-                    ),
-                }
+                    .into()
+                };
+                scripted_or(&self.rollback_script, &conn, reply, || {
+                    reply(
+                        TxResult::success(),
+                        self.end(&req.xid, GlobalStatus::Rollbacked),
+                    )
+                })
             }
             Message::GlobalStatusRequest(req) => Some(
                 GlobalStatusResponse {
